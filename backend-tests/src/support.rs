@@ -1,0 +1,337 @@
+//! Helpers shared by the equivalence and autocast suites.
+//!
+//! - Exact comparison: [`assert_bitwise_eq`] checks dtype, shape and the raw bytes, so a
+//!   difference of one ulp, a NaN payload or a changed dtype all fail.
+//! - Deterministic inputs: [`uniform`], [`ints`] and [`bools`] build [`TensorData`] from a
+//!   fixed seed with a small local generator, so every backend (and every run) gets the
+//!   same values without depending on any backend's RNG.
+//! - Scenarios: a test body written once as a function generic over the backend records
+//!   its results in an [`Outputs`]; [`assert_equivalent`] runs it on `B` and on
+//!   `Mixed<B>` and compares every recorded output.
+//! - Backend RNG: backends keep one global seed, and tests run on parallel threads, so
+//!   any code that seeds and then draws must hold [`rng_lock`] for both steps.
+
+use std::sync::{Mutex, MutexGuard};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{
+    BasicOps, Bool, DType, FloatDType, Int, IntDType, Tensor, TensorData, TensorPrimitive,
+};
+use burn_mixed::Mixed;
+
+/// Asserts that `got` and `want` have the same dtype, shape and bytes.
+///
+/// `what` names the output in the failure message. On a value mismatch the message shows
+/// the first differing element, decoded when the dtype is f32 or f64.
+pub fn assert_bitwise_eq(what: &str, got: TensorData, want: TensorData) {
+    assert_eq!(got.dtype, want.dtype, "{what}: dtypes differ");
+    assert_eq!(got.shape, want.shape, "{what}: shapes differ");
+    let (g, w) = (got.as_bytes(), want.as_bytes());
+    assert_eq!(g.len(), w.len(), "{what}: byte lengths differ");
+    if let Some(byte) = g.iter().zip(w).position(|(a, b)| a != b) {
+        let width = g.len() / got.num_elements().max(1);
+        let index = byte / width.max(1);
+        let decoded = match got.dtype {
+            DType::F32 => format!(
+                " ({} vs {})",
+                got.as_slice::<f32>().unwrap()[index],
+                want.as_slice::<f32>().unwrap()[index]
+            ),
+            DType::F64 => format!(
+                " ({} vs {})",
+                got.as_slice::<f64>().unwrap()[index],
+                want.as_slice::<f64>().unwrap()[index]
+            ),
+            _ => String::new(),
+        };
+        panic!("{what}: values differ, first at element {index}{decoded}");
+    }
+}
+
+/// Asserts that two tensors, possibly on different backends, have the same dtype, shape
+/// and bytes. Reads both back.
+pub fn assert_tensors_eq<B1, B2, const D: usize, K1, K2>(
+    what: &str,
+    got: Tensor<B1, D, K1>,
+    want: Tensor<B2, D, K2>,
+) where
+    B1: Backend,
+    B2: Backend,
+    K1: BasicOps<B1>,
+    K2: BasicOps<B2>,
+{
+    assert_bitwise_eq(what, got.into_data(), want.into_data());
+}
+
+/// SplitMix64: tiny, fast, and good enough to spread test inputs; fixed so inputs never
+/// change between runs or Burn versions.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator whose whole sequence is fixed by `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A value in `[0, 1)` with 24 random bits (exactly representable in f32).
+    pub fn next_unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// f32 data of `shape` drawn uniformly from `[low, high)`, fixed by `seed`.
+pub fn uniform<const D: usize>(shape: [usize; D], seed: u64, low: f32, high: f32) -> TensorData {
+    let mut rng = SplitMix64::new(seed);
+    let n = shape.iter().product();
+    let values: Vec<f32> = (0..n).map(|_| low + (high - low) * rng.next_unit()).collect();
+    TensorData::new(values, shape)
+}
+
+/// i64 data of `shape` drawn uniformly from `low..high`, fixed by `seed`.
+///
+/// `Tensor::from_data` converts it to the backend's int dtype.
+pub fn ints<const D: usize>(shape: [usize; D], seed: u64, low: i64, high: i64) -> TensorData {
+    assert!(low < high, "empty range {low}..{high}");
+    let mut rng = SplitMix64::new(seed);
+    let span = (high - low) as u64;
+    let n = shape.iter().product();
+    let values: Vec<i64> = (0..n).map(|_| low + (rng.next_u64() % span) as i64).collect();
+    TensorData::new(values, shape)
+}
+
+/// Bool data of `shape`, each element true with probability one half, fixed by `seed`.
+pub fn bools<const D: usize>(shape: [usize; D], seed: u64) -> TensorData {
+    let mut rng = SplitMix64::new(seed);
+    let n = shape.iter().product();
+    let values: Vec<bool> = (0..n).map(|_| rng.next_u64() & 1 == 1).collect();
+    TensorData::new(values, shape)
+}
+
+/// A float tensor on `B` with [`uniform`] values, in the device's default float dtype.
+pub fn float_tensor<B: Backend, const D: usize>(
+    device: &B::Device,
+    shape: [usize; D],
+    seed: u64,
+    low: f32,
+    high: f32,
+) -> Tensor<B, D> {
+    Tensor::from_data(uniform(shape, seed, low, high), device)
+}
+
+/// An int tensor on `B` with [`ints`] values, in the device's default int dtype.
+pub fn int_tensor<B: Backend, const D: usize>(
+    device: &B::Device,
+    shape: [usize; D],
+    seed: u64,
+    low: i64,
+    high: i64,
+) -> Tensor<B, D, Int> {
+    Tensor::from_data(ints(shape, seed, low, high), device)
+}
+
+/// A bool tensor on `B` with [`bools`] values.
+pub fn bool_tensor<B: Backend, const D: usize>(
+    device: &B::Device,
+    shape: [usize; D],
+    seed: u64,
+) -> Tensor<B, D, Bool> {
+    Tensor::from_data(bools(shape, seed), device)
+}
+
+/// Moves a tensor from `B` to `Mixed<B>` through its data, on the same device and in the
+/// same dtype; the result holds exactly the same bytes.
+pub fn to_mixed<B, const D: usize, K>(tensor: Tensor<B, D, K>) -> Tensor<Mixed<B>, D, K>
+where
+    B: Backend,
+    K: BasicOps<B> + BasicOps<Mixed<B>>,
+{
+    let device = tensor.device();
+    let data = tensor.into_data();
+    let dtype = data.dtype;
+    Tensor::from_data(data, (&device, dtype))
+}
+
+/// Moves a tensor from `Mixed<B>` back to `B`; see [`to_mixed`].
+pub fn from_mixed<B, const D: usize, K>(tensor: Tensor<Mixed<B>, D, K>) -> Tensor<B, D, K>
+where
+    B: Backend,
+    K: BasicOps<B> + BasicOps<Mixed<B>>,
+{
+    let device = tensor.device();
+    let data = tensor.into_data();
+    let dtype = data.dtype;
+    Tensor::from_data(data, (&device, dtype))
+}
+
+/// The backend primitive of a float tensor, to call a backend op directly (one the
+/// `Tensor` API does not reach, such as `float_powi` with an int exponent).
+pub fn float_primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
+    tensor.into_primitive().tensor()
+}
+
+/// Wraps a float primitive returned by a backend op back into a `Tensor`.
+pub fn from_float_primitive<B: Backend, const D: usize>(primitive: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(primitive))
+}
+
+static RNG_LOCK: Mutex<()> = Mutex::new(());
+
+/// Serialises use of the backends' global RNG across test threads.
+///
+/// Hold the guard from `B::seed` until the last random draw that must follow from that
+/// seed (random tensors, module initialisers, dropout). A test that panicked while holding
+/// it does not poison it for the others.
+pub fn rng_lock() -> MutexGuard<'static, ()> {
+    RNG_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Labelled results of one run of a scenario, in the order they were recorded.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    entries: Vec<(String, TensorData)>,
+}
+
+impl Outputs {
+    /// An empty record.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Reads `tensor` back and records it under `label`.
+    pub fn push<B: Backend, const D: usize, K: BasicOps<B>>(
+        &mut self,
+        label: impl Into<String>,
+        tensor: Tensor<B, D, K>,
+    ) {
+        self.push_data(label, tensor.into_data());
+    }
+
+    /// Records already-read data under `label`.
+    pub fn push_data(&mut self, label: impl Into<String>, data: TensorData) {
+        self.entries.push((label.into(), data));
+    }
+
+    /// Records a plain value (a flag, a count) as a one-element tensor, so that it is
+    /// compared like any other output.
+    pub fn push_value(&mut self, label: impl Into<String>, value: i64) {
+        self.push_data(label, TensorData::new(vec![value], [1]));
+    }
+
+    /// How many outputs were recorded.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The recorded labels, in order.
+    pub fn labels(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|(label, _)| label.as_str())
+    }
+}
+
+/// Asserts that two runs recorded the same labels in the same order, and bitwise-equal
+/// data under each.
+pub fn assert_outputs_eq(got: Outputs, want: Outputs) {
+    let got_labels: Vec<_> = got.labels().map(str::to_owned).collect();
+    let want_labels: Vec<_> = want.labels().map(str::to_owned).collect();
+    assert_eq!(got_labels, want_labels, "the two runs recorded different outputs");
+    for ((label, g), (_, w)) in got.entries.into_iter().zip(want.entries) {
+        assert_bitwise_eq(&label, g, w);
+    }
+}
+
+/// Runs a scenario (test code written once as a function generic over the backend, which
+/// records its results in an [`Outputs`]) on the bare backend and on `Mixed`, asserts that
+/// every output is bitwise equal, and returns how many outputs were compared.
+///
+/// Pass the same function instantiated twice, `run::<B>` and `run::<Mixed<B>>` (or two
+/// closures calling them). `family` names the test in the summary line printed on success.
+pub fn assert_equivalent<B: Backend>(
+    family: &str,
+    device: &B::Device,
+    bare: impl FnOnce(&B::Device, &mut Outputs),
+    mixed: impl FnOnce(&B::Device, &mut Outputs),
+) -> usize {
+    let mut want = Outputs::new();
+    bare(device, &mut want);
+    let mut got = Outputs::new();
+    mixed(device, &mut got);
+    assert!(!want.is_empty(), "{family}: the scenario recorded nothing");
+    let count = want.len();
+    assert_outputs_eq(got, want);
+    println!("{family} on {}: {count} outputs bitwise equal", B::name(device));
+    count
+}
+
+/// The float dtypes `B` computes in on `device` (storage and arithmetic), widest first.
+pub fn supported_float_dtypes<B: Backend>(device: &B::Device) -> Vec<FloatDType> {
+    [FloatDType::F64, FloatDType::F32, FloatDType::F16, FloatDType::BF16]
+        .into_iter()
+        .filter(|dtype| B::supports_dtype(device, DType::from(*dtype)))
+        .collect()
+}
+
+/// The int dtypes `B` computes in on `device`, widest first.
+pub fn supported_int_dtypes<B: Backend>(device: &B::Device) -> Vec<IntDType> {
+    [IntDType::I64, IntDType::I32, IntDType::I16, IntDType::I8, IntDType::U8]
+        .into_iter()
+        .filter(|dtype| B::supports_dtype(device, DType::from(*dtype)))
+        .collect()
+}
+
+/// Runs `f` and reports whether it panicked, with the panic message. Meant for probing
+/// the *bare* backend for an unsupported feature before testing `Mixed` on it.
+pub fn probe<R>(f: impl FnOnce() -> R) -> Result<R, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+            .unwrap_or_else(|| "non-string panic payload".to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generators_are_deterministic_and_in_range() {
+        assert_eq!(uniform([3, 4], 9, -1.0, 1.0), uniform([3, 4], 9, -1.0, 1.0));
+        assert_ne!(uniform([3, 4], 9, -1.0, 1.0), uniform([3, 4], 10, -1.0, 1.0));
+        let values = uniform([64], 1, -2.0, 3.0).to_vec::<f32>().unwrap();
+        assert!(values.iter().all(|v| (-2.0..3.0).contains(v)));
+        let values = ints([64], 1, -3, 4).to_vec::<i64>().unwrap();
+        assert!(values.iter().all(|v| (-3..4).contains(v)));
+        assert!(values.contains(&-3) && values.contains(&3));
+        let flags = bools([64], 2).to_vec::<bool>().unwrap();
+        assert!(flags.contains(&true) && flags.contains(&false));
+    }
+
+    #[test]
+    fn bitwise_comparison_catches_one_ulp_and_dtype() {
+        let a = TensorData::new(vec![1.0f32, 2.0], [2]);
+        assert_bitwise_eq("same", a.clone(), a.clone());
+        let b = TensorData::new(vec![1.0f32, f32::from_bits(2.0f32.to_bits() + 1)], [2]);
+        assert!(probe(|| assert_bitwise_eq("ulp", a.clone(), b)).is_err());
+        let c = TensorData::new(vec![1.0f64, 2.0], [2]);
+        assert!(probe(|| assert_bitwise_eq("dtype", a.clone(), c)).is_err());
+        let d = TensorData::new(vec![1.0f32, 2.0], [1, 2]);
+        assert!(probe(|| assert_bitwise_eq("shape", a, d)).is_err());
+    }
+}
