@@ -74,9 +74,18 @@ impl<A: AutodiffBackend> AutodiffBackend for Mixed<A> {
     type InnerBackend = Mixed<A::InnerBackend>;
     type Gradients = A::Gradients;
 
+    /// Under 16-mixed a `GradScaler` attached to the tensor's device publishes its scale;
+    /// the loss is multiplied by it here, so a user's `loss.backward()` needs no edit.
+    fn backward(tensor: FloatTensor<Self>) -> Self::Gradients {
+        let tensor = match crate::scaler::active_loss_scale::<A>(|| A::float_device(&tensor)) {
+            Some(scale) => A::float_mul_scalar(tensor, scale.into()),
+            None => tensor,
+        };
+        A::backward(tensor)
+    }
+
     forward_to_inner! {
         <A as AutodiffBackend> {
-            fn backward(tensor: FloatTensor<Self>) -> Self::Gradients;
             fn grad(tensor: &FloatTensor<Self>, grads: &Self::Gradients) -> Option<FloatTensor<Self::InnerBackend>>;
             fn grad_remove(tensor: &FloatTensor<Self>, grads: &mut Self::Gradients) -> Option<FloatTensor<Self::InnerBackend>>;
             fn grad_replace(tensor: &FloatTensor<Self>, grads: &mut Self::Gradients, grad: FloatTensor<Self::InnerBackend>);

@@ -5,8 +5,15 @@
 
 pub mod autocast;
 mod backend;
+pub mod convert;
+mod device_map;
 mod ops;
 pub mod precision;
+pub mod scaler;
+pub mod setup;
+pub mod train;
 
 pub use backend::Mixed;
+pub use setup::{MixedPrecision, Prepared, SetupError};
+pub use scaler::{GradScaler, GradScalerConfig, PrecisionOptimizer};
 pub use precision::{PRECISION_ENV, Precision, PrecisionDType, PrecisionError};

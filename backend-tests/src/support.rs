@@ -94,7 +94,9 @@ impl SplitMix64 {
 pub fn uniform<const D: usize>(shape: [usize; D], seed: u64, low: f32, high: f32) -> TensorData {
     let mut rng = SplitMix64::new(seed);
     let n = shape.iter().product();
-    let values: Vec<f32> = (0..n).map(|_| low + (high - low) * rng.next_unit()).collect();
+    let values: Vec<f32> = (0..n)
+        .map(|_| low + (high - low) * rng.next_unit())
+        .collect();
     TensorData::new(values, shape)
 }
 
@@ -106,7 +108,9 @@ pub fn ints<const D: usize>(shape: [usize; D], seed: u64, low: i64, high: i64) -
     let mut rng = SplitMix64::new(seed);
     let span = (high - low) as u64;
     let n = shape.iter().product();
-    let values: Vec<i64> = (0..n).map(|_| low + (rng.next_u64() % span) as i64).collect();
+    let values: Vec<i64> = (0..n)
+        .map(|_| low + (rng.next_u64() % span) as i64)
+        .collect();
     TensorData::new(values, shape)
 }
 
@@ -193,7 +197,9 @@ static RNG_LOCK: Mutex<()> = Mutex::new(());
 /// seed (random tensors, module initialisers, dropout). A test that panicked while holding
 /// it does not poison it for the others.
 pub fn rng_lock() -> MutexGuard<'static, ()> {
-    RNG_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    RNG_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Labelled results of one run of a scenario, in the order they were recorded.
@@ -249,7 +255,10 @@ impl Outputs {
 pub fn assert_outputs_eq(got: Outputs, want: Outputs) {
     let got_labels: Vec<_> = got.labels().map(str::to_owned).collect();
     let want_labels: Vec<_> = want.labels().map(str::to_owned).collect();
-    assert_eq!(got_labels, want_labels, "the two runs recorded different outputs");
+    assert_eq!(
+        got_labels, want_labels,
+        "the two runs recorded different outputs"
+    );
     for ((label, g), (_, w)) in got.entries.into_iter().zip(want.entries) {
         assert_bitwise_eq(&label, g, w);
     }
@@ -274,24 +283,38 @@ pub fn assert_equivalent<B: Backend>(
     assert!(!want.is_empty(), "{family}: the scenario recorded nothing");
     let count = want.len();
     assert_outputs_eq(got, want);
-    println!("{family} on {}: {count} outputs bitwise equal", B::name(device));
+    println!(
+        "{family} on {}: {count} outputs bitwise equal",
+        B::name(device)
+    );
     count
 }
 
 /// The float dtypes `B` computes in on `device` (storage and arithmetic), widest first.
 pub fn supported_float_dtypes<B: Backend>(device: &B::Device) -> Vec<FloatDType> {
-    [FloatDType::F64, FloatDType::F32, FloatDType::F16, FloatDType::BF16]
-        .into_iter()
-        .filter(|dtype| B::supports_dtype(device, DType::from(*dtype)))
-        .collect()
+    [
+        FloatDType::F64,
+        FloatDType::F32,
+        FloatDType::F16,
+        FloatDType::BF16,
+    ]
+    .into_iter()
+    .filter(|dtype| B::supports_dtype(device, DType::from(*dtype)))
+    .collect()
 }
 
 /// The int dtypes `B` computes in on `device`, widest first.
 pub fn supported_int_dtypes<B: Backend>(device: &B::Device) -> Vec<IntDType> {
-    [IntDType::I64, IntDType::I32, IntDType::I16, IntDType::I8, IntDType::U8]
-        .into_iter()
-        .filter(|dtype| B::supports_dtype(device, DType::from(*dtype)))
-        .collect()
+    [
+        IntDType::I64,
+        IntDType::I32,
+        IntDType::I16,
+        IntDType::I8,
+        IntDType::U8,
+    ]
+    .into_iter()
+    .filter(|dtype| B::supports_dtype(device, DType::from(*dtype)))
+    .collect()
 }
 
 /// Runs `f` and reports whether it panicked, with the panic message. Meant for probing
@@ -306,6 +329,22 @@ pub fn probe<R>(f: impl FnOnce() -> R) -> Result<R, String> {
     })
 }
 
+/// Whether the *bare* backend runs `op` without panicking. Use it, before a comparison,
+/// for an op some backends leave unimplemented; when it panics, this prints why the op is
+/// skipped on this backend and returns false.
+pub fn bare_supports<B: Backend, R>(device: &B::Device, op: &str, run: impl FnOnce() -> R) -> bool {
+    match probe(run) {
+        Ok(_) => true,
+        Err(reason) => {
+            println!(
+                "skipping {op} on {}: the bare backend panics: {reason}",
+                B::name(device)
+            );
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,7 +352,10 @@ mod tests {
     #[test]
     fn generators_are_deterministic_and_in_range() {
         assert_eq!(uniform([3, 4], 9, -1.0, 1.0), uniform([3, 4], 9, -1.0, 1.0));
-        assert_ne!(uniform([3, 4], 9, -1.0, 1.0), uniform([3, 4], 10, -1.0, 1.0));
+        assert_ne!(
+            uniform([3, 4], 9, -1.0, 1.0),
+            uniform([3, 4], 10, -1.0, 1.0)
+        );
         let values = uniform([64], 1, -2.0, 3.0).to_vec::<f32>().unwrap();
         assert!(values.iter().all(|v| (-2.0..3.0).contains(v)));
         let values = ints([64], 1, -3, 4).to_vec::<i64>().unwrap();

@@ -46,12 +46,12 @@ where
     I: IntoIterator<Item = &'a FloatTensor<B>>,
 {
     let mut inputs = inputs.into_iter();
-    let first = dtype_of::<B>(inputs.next()?);
-    let (widest_dtype, uniform) = inputs.fold((first, true), |(w, uniform), t| {
+    let first = inputs.next()?;
+    let (widest_dtype, uniform) = inputs.fold((dtype_of::<B>(first), true), |(w, uniform), t| {
         let d = dtype_of::<B>(t);
         (widest(w, d), uniform && d == w)
     });
-    if let Some(autocast_dtype) = active_dtype() {
+    if let Some(autocast_dtype) = active_dtype::<B>(|| B::float_device(first)) {
         // f64 inputs mean the caller asked for f64: never narrow them.
         let keep_f64 = widest_dtype == FloatDType::F64;
         match AutocastPolicy::get(op) {

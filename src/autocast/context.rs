@@ -21,7 +21,7 @@ use burn::tensor::{DType, FloatDType};
 /// The autocast state of the current thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AutocastState {
-    /// No region is open: autocast is off.
+    /// No region is open: the device's default applies (off unless one was set).
     Inherit,
     /// Inside an enabled region: lower-precision ops run in this dtype.
     Enabled(FloatDType),
@@ -38,12 +38,14 @@ pub fn autocast_state() -> AutocastState {
     STATE.with(Cell::get)
 }
 
-/// The dtype lower-precision ops run in right now, if autocast is on.
+/// The dtype lower-precision ops on `device` run in right now, if autocast is on there.
+/// The device is only asked for (`device`) when a device default could apply.
 #[inline]
-pub(crate) fn active_dtype() -> Option<FloatDType> {
+pub(crate) fn active_dtype<B: Backend>(device: impl FnOnce() -> B::Device) -> Option<FloatDType> {
     match STATE.with(Cell::get) {
         AutocastState::Enabled(dtype) => Some(dtype),
-        AutocastState::Inherit | AutocastState::Disabled => None,
+        AutocastState::Disabled => None,
+        AutocastState::Inherit => super::device::lazy_device_autocast::<B>(device),
     }
 }
 

@@ -5,17 +5,17 @@
 //! (catching its panic); an op the bare backend cannot run is skipped, with the reason
 //! printed, and every op it can run must give the same bytes through `Mixed`.
 
+use burn::tensor::{Int, Tensor, TensorData};
 use burn::tensor::backend::Backend;
 use burn::tensor::quantization::{
     Calibration, QTensorPrimitive, QuantScheme, compute_q_params, compute_range,
 };
-use burn::tensor::TensorData;
 use burn_mixed::Mixed;
 
 use crate::support::{Outputs, assert_equivalent, float_tensor, probe};
 
 /// The quantized ops compared, by name.
-const QUANT_OPS: [&str; 9] = [
+const QUANT_OPS: [&str; 15] = [
     "quantize_dynamic (stored bytes)",
     "dequantize",
     "quantize with explicit params (stored bytes)",
@@ -25,6 +25,12 @@ const QUANT_OPS: [&str; 9] = [
     "add",
     "mul_scalar",
     "matmul float x quantized",
+    "permute and flip then dequantize",
+    "select then dequantize",
+    "cat then dequantize",
+    "argmax",
+    "sum",
+    "to_device then dequantize",
 ];
 
 /// The backend's own default scheme: Burn's `QuantScheme::default()` packs values into
@@ -50,7 +56,8 @@ fn quant_op<B: Backend>(op: usize, device: &B::Device) -> TensorData {
         4 => q.transpose().dequantize().into_data(),
         5 => q.slice([1..3, 2..6]).dequantize().into_data(),
         6 => {
-            let other = float_tensor::<B, 2>(device, [4, 8], 192, -2.0, 2.0).quantize_dynamic(&scheme);
+            let other =
+                float_tensor::<B, 2>(device, [4, 8], 192, -2.0, 2.0).quantize_dynamic(&scheme);
             q.add(other).dequantize().into_data()
         }
         7 => q.mul_scalar(0.5).dequantize().into_data(),
@@ -58,6 +65,15 @@ fn quant_op<B: Backend>(op: usize, device: &B::Device) -> TensorData {
             let lhs = float_tensor::<B, 2>(device, [3, 4], 193, -1.0, 1.0);
             lhs.matmul(q).dequantize().into_data()
         }
+        9 => q.permute([1, 0]).flip([0]).dequantize().into_data(),
+        10 => {
+            let picks = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![3i64, 0, 3], [3]), device);
+            q.select(0, picks).dequantize().into_data()
+        }
+        11 => Tensor::cat(vec![q.clone(), q], 1).dequantize().into_data(),
+        12 => q.argmax(1).into_data(),
+        13 => q.sum().into_data(),
+        14 => q.to_device(device).dequantize().into_data(),
         _ => unreachable!("no quantized op number {op}"),
     }
 }
@@ -82,10 +98,17 @@ pub fn quantized<B: Backend>(device: &B::Device) {
         }
     }
     if supported.is_empty() {
-        println!("quantized on {}: skipped, no quantized op runs on the bare backend", B::name(device));
+        println!(
+            "quantized on {}: skipped, no quantized op runs on the bare backend",
+            B::name(device)
+        );
         return;
     }
-    assert_eq!(scheme::<B>(), scheme::<Mixed<B>>(), "Mixed must report its inner backend's scheme");
+    assert_eq!(
+        scheme::<B>(),
+        scheme::<Mixed<B>>(),
+        "Mixed must report its inner backend's scheme"
+    );
     assert_equivalent::<B>(
         "quantized",
         device,

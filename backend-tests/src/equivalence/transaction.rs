@@ -7,16 +7,26 @@ use burn::tensor::{Transaction, activation};
 use burn_mixed::Mixed;
 
 use crate::support::{
-    Outputs, assert_bitwise_eq, assert_equivalent, bool_tensor, float_tensor, int_tensor, to_mixed,
+    Outputs, assert_bitwise_eq, assert_equivalent, bare_supports, bool_tensor, float_tensor,
+    int_tensor, to_mixed,
 };
 
 /// Batched reads through `Transaction`, compared across backends and with direct reads.
 pub fn transactions<B: Backend>(device: &B::Device) {
-    assert_equivalent::<B>("transactions", device, transactions_run::<B>, transactions_run::<Mixed<B>>);
+    // CubeCL backends (Wgpu) 0.21 panic on a transaction with nothing registered.
+    let empty = bare_supports::<B, _>(device, "empty transaction", || {
+        Transaction::<B>::default().execute()
+    });
+    assert_equivalent::<B>(
+        "transactions",
+        device,
+        |device, out| transactions_run::<B>(device, out, empty),
+        |device, out| transactions_run::<Mixed<B>>(device, out, empty),
+    );
     moved_tensors_read_the_same::<B>(device);
 }
 
-fn transactions_run<B: Backend>(device: &B::Device, out: &mut Outputs) {
+fn transactions_run<B: Backend>(device: &B::Device, out: &mut Outputs, empty: bool) {
     let x = float_tensor::<B, 2>(device, [4, 5], 201, -2.0, 2.0);
     // A pending computation, so the transaction has work to flush, not only buffers to copy.
     let y = activation::softmax(x.clone().matmul(x.clone().transpose()), 1);
@@ -39,13 +49,31 @@ fn transactions_run<B: Backend>(device: &B::Device, out: &mut Outputs) {
 
     // Within one backend a transaction must agree with plain reads.
     let (x, y, n, p) = tensors;
-    assert_bitwise_eq("transaction vs into_data: float", read[0].clone(), x.into_data());
-    assert_bitwise_eq("transaction vs into_data: pending float", read[1].clone(), y.into_data());
-    assert_bitwise_eq("transaction vs into_data: int", read[2].clone(), n.into_data());
-    assert_bitwise_eq("transaction vs into_data: bool", read[3].clone(), p.into_data());
+    assert_bitwise_eq(
+        "transaction vs into_data: float",
+        read[0].clone(),
+        x.into_data(),
+    );
+    assert_bitwise_eq(
+        "transaction vs into_data: pending float",
+        read[1].clone(),
+        y.into_data(),
+    );
+    assert_bitwise_eq(
+        "transaction vs into_data: int",
+        read[2].clone(),
+        n.into_data(),
+    );
+    assert_bitwise_eq(
+        "transaction vs into_data: bool",
+        read[3].clone(),
+        p.into_data(),
+    );
 
-    let empty = Transaction::<B>::default().execute();
-    out.push_value("empty transaction length", empty.len() as i64);
+    if empty {
+        let read = Transaction::<B>::default().execute();
+        out.push_value("empty transaction length", read.len() as i64);
+    }
 }
 
 /// Tensors made on `B` and moved to `Mixed<B>` with [`to_mixed`] read back unchanged

@@ -1,0 +1,183 @@
+//! Dynamic loss scaling for f16 training.
+//!
+//! - `state`: the loss-scale state machine (PyTorch's algorithm, plus a floor, hysteresis,
+//!   collapse detection and a report for every step);
+//! - [`GradScaler`]: the shared handle the optimizer wrapper and the metrics read, and
+//!   through which `Mixed`'s `backward` multiplies the loss by the current scale;
+//! - `optim`: unscaling, the one-sync overflow check and the skip, around any optimizer.
+
+mod backward;
+mod optim;
+mod state;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use burn::tensor::backend::Backend;
+
+use crate::device_map::{DeviceKey, device_key};
+
+pub(crate) use backward::active_loss_scale;
+pub use optim::PrecisionOptimizer;
+pub use state::{
+    CollapseAction, GradScalerConfig, LossScale, ScalerCollapse, ScalerConfigError, ScalerState,
+    StepReport,
+};
+
+/// A loss scaler shared by the optimizer wrapper(s), the metrics and `Mixed`'s `backward`.
+///
+/// Cloning shares the state. Attach it to each training device with [`GradScaler::attach`]:
+/// from then on `loss.backward()` on `Mixed<Autodiff<_>>` tensors of that device scales the
+/// loss first, so a user's training step needs no edit.
+#[derive(Clone, Debug)]
+pub struct GradScaler {
+    shared: Arc<Mutex<Shared>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    scale: LossScale,
+    /// Devices whose backward passes use this scale, as published keys.
+    devices: Vec<DeviceKey>,
+    /// Optimizers that step each iteration before the one update (PyTorch's recipe for
+    /// several optimizers sharing a scaler), and what this iteration has seen so far.
+    optimizers_per_step: usize,
+    reported: usize,
+    found_inf: bool,
+    last: Option<StepReport>,
+}
+
+/// What one optimizer learns when it reports its overflow check.
+pub(crate) enum Verdict {
+    /// Its own gradients were finite: step.
+    Step,
+    /// Its own gradients overflowed: skip (parameters and state untouched).
+    Skip,
+}
+
+impl GradScaler {
+    /// A scaler with validated settings.
+    pub fn new(config: GradScalerConfig) -> Result<Self, ScalerConfigError> {
+        Ok(Self::from_loss_scale(LossScale::new(config)?))
+    }
+
+    fn from_loss_scale(scale: LossScale) -> Self {
+        Self {
+            shared: Arc::new(Mutex::new(Shared {
+                scale,
+                devices: Vec::new(),
+                optimizers_per_step: 1,
+                reported: 0,
+                found_inf: false,
+                last: None,
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // A panic while holding the lock leaves consistent state (updates are atomic
+        // assignments), so a poisoned lock is still usable.
+        self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Makes `loss.backward()` on `device` scale the loss by this scaler's current scale.
+    pub fn attach<B: Backend>(&self, device: &B::Device) {
+        let mut shared = self.lock();
+        let key = device_key::<B>(device);
+        if !shared.devices.contains(&key) {
+            shared.devices.push(key);
+        }
+        backward::publish(&shared.devices, shared.scale.is_enabled().then(|| shared.scale.scale()));
+    }
+
+    /// Stops scaling backward passes on every attached device.
+    pub fn detach(&self) {
+        let mut shared = self.lock();
+        backward::publish(&shared.devices, None);
+        shared.devices.clear();
+    }
+
+    /// Declares how many optimizers step per iteration with this scaler; the scale is
+    /// updated once, after the last of them, from all of their overflow checks.
+    pub fn set_optimizers_per_step(&self, n: usize) {
+        let mut shared = self.lock();
+        shared.optimizers_per_step = n.max(1);
+        shared.reported = 0;
+        shared.found_inf = false;
+    }
+
+    /// The scale the next backward pass multiplies the loss by (1 when disabled).
+    pub fn scale(&self) -> f32 {
+        self.lock().scale.scale()
+    }
+
+    /// 1 / scale, computed in f64.
+    pub fn inv_scale(&self) -> f64 {
+        self.lock().scale.inv_scale()
+    }
+
+    /// Whether the scaler scales at all (`false` for every precision but 16-mixed).
+    pub fn is_enabled(&self) -> bool {
+        self.lock().scale.is_enabled()
+    }
+
+    /// Optimizer steps skipped so far because gradients overflowed.
+    pub fn skipped_steps(&self) -> u64 {
+        self.lock().scale.skipped_steps()
+    }
+
+    /// The report of the last scale update.
+    pub fn last_report(&self) -> Option<StepReport> {
+        self.lock().last.clone()
+    }
+
+    /// A snapshot for checkpoints.
+    pub fn state(&self) -> ScalerState {
+        self.lock().scale.state()
+    }
+
+    /// Restores a snapshot (a checkpoint being resumed).
+    pub fn load_state(&self, state: ScalerState) -> Result<(), ScalerConfigError> {
+        let mut shared = self.lock();
+        shared.scale = LossScale::from_state(state)?;
+        shared.reported = 0;
+        shared.found_inf = false;
+        backward::publish(&shared.devices, shared.scale.is_enabled().then(|| shared.scale.scale()));
+        Ok(())
+    }
+
+    /// Records one optimizer's overflow check; after the last optimizer of the iteration,
+    /// updates the scale. A collapse configured as an error comes back as `Err`.
+    pub(crate) fn report(&self, found_inf: bool) -> Result<Verdict, ScalerCollapse> {
+        let mut shared = self.lock();
+        shared.found_inf |= found_inf;
+        shared.reported += 1;
+        if shared.reported >= shared.optimizers_per_step {
+            let any_inf = shared.found_inf;
+            shared.reported = 0;
+            shared.found_inf = false;
+            let report = shared.scale.update(any_inf);
+            if let Ok(report) = &report {
+                log_step(report, shared.scale.skipped_steps());
+                shared.last = Some(report.clone());
+            }
+            backward::publish(&shared.devices, shared.scale.is_enabled().then(|| shared.scale.scale()));
+            report?;
+        }
+        Ok(if found_inf { Verdict::Skip } else { Verdict::Step })
+    }
+}
+
+/// The log line for each step: skipped steps and scale changes are never silent.
+fn log_step(report: &StepReport, skipped_total: u64) {
+    if report.skipped {
+        log::warn!(
+            "GradScaler: gradients overflowed at scale {}; optimizer step skipped ({} skipped so far), scale now {}",
+            report.scale_used, skipped_total, report.new_scale
+        );
+    } else if report.new_scale != report.scale_used {
+        log::info!("GradScaler: scale grew from {} to {}", report.scale_used, report.new_scale);
+    }
+    if let Some(warning) = &report.collapse_warning {
+        log::warn!("{warning}");
+    }
+}

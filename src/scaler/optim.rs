@@ -1,0 +1,147 @@
+//! `PrecisionOptimizer`: any Burn optimizer, stepped outside autocast and, under
+//! 16-mixed, behind the loss scaler (unscale, one-sync overflow check, skip or step).
+
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use burn::optim::{GradientsParams, MultiGradientsParams, Optimizer};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Bool, ElementConversion, Tensor};
+use burn::optim::LearningRate;
+
+use super::{GradScaler, ScalerState, Verdict};
+use crate::autocast::no_autocast;
+
+/// Wraps an optimizer for a precision: its step never runs under autocast (its own math,
+/// e.g. Muon's matmuls, stays in the parameters' dtype), and with a scaler, gradients are
+/// unscaled before the inner optimizer sees them (so gradient clipping sees true values)
+/// and a step whose gradients overflowed is skipped, leaving parameters and optimizer
+/// state bit-identical.
+#[derive(Clone, Debug)]
+pub struct PrecisionOptimizer<O> {
+    inner: O,
+    scaler: Option<GradScaler>,
+}
+
+impl<O> PrecisionOptimizer<O> {
+    /// `scaler`: `Some` for 16-mixed, `None` for every other precision.
+    pub fn new(inner: O, scaler: Option<GradScaler>) -> Self {
+        Self { inner, scaler }
+    }
+
+    /// The loss scaler, if this precision uses one.
+    pub fn scaler(&self) -> Option<&GradScaler> {
+        self.scaler.as_ref()
+    }
+
+    /// The wrapped optimizer.
+    pub fn inner(&self) -> &O {
+        &self.inner
+    }
+
+    /// A collapse configured as an error stops training: `Optimizer::step` has no error
+    /// channel, and carrying on would only feed NaNs forward.
+    fn verdict(scaler: &GradScaler, found_inf: bool) -> Verdict {
+        match scaler.report(found_inf) {
+            Ok(verdict) => verdict,
+            Err(collapse) => panic!("{collapse}"),
+        }
+    }
+}
+
+impl<M, B, O> Optimizer<M, B> for PrecisionOptimizer<O>
+where
+    M: AutodiffModule<B>,
+    B: AutodiffBackend,
+    O: Optimizer<M, B>,
+{
+    /// The inner optimizer's record and the scaler's state (JSON; empty without scaler),
+    /// so burn-train's checkpointer saves and restores the scale trajectory.
+    type Record = (O::Record, String);
+
+    fn step(&mut self, lr: LearningRate, module: M, grads: GradientsParams) -> M {
+        no_autocast(|| {
+            let Some(scaler) = &self.scaler else {
+                return self.inner.step(lr, module, grads);
+            };
+            let mut grads = grads;
+            let found_inf = unscale::<B, M>(&module, &mut grads, scaler.inv_scale());
+            match Self::verdict(scaler, found_inf) {
+                Verdict::Skip => module,
+                Verdict::Step => self.inner.step(lr, module, grads),
+            }
+        })
+    }
+
+    fn step_multi(&mut self, lr: LearningRate, module: M, grads: MultiGradientsParams) -> M {
+        no_autocast(|| {
+            let Some(scaler) = &self.scaler else {
+                return self.inner.step_multi(lr, module, grads);
+            };
+            let mut grads = grads;
+            let inv_scale = scaler.inv_scale();
+            // One check (one sync) per device's gradients.
+            let found_inf = grads
+                .grads
+                .iter_mut()
+                .fold(false, |found, (g, _)| unscale::<B, M>(&module, g, inv_scale) || found);
+            match Self::verdict(scaler, found_inf) {
+                Verdict::Skip => module,
+                Verdict::Step => self.inner.step_multi(lr, module, grads),
+            }
+        })
+    }
+
+    fn to_record(&self) -> Self::Record {
+        let scaler = match &self.scaler {
+            // Serialising plain numbers and enums cannot fail.
+            Some(s) => serde_json::to_string(&s.state()).unwrap_or_default(),
+            None => String::new(),
+        };
+        (self.inner.to_record(), scaler)
+    }
+
+    fn load_record(self, (inner, scaler): Self::Record) -> Self {
+        if let (Some(s), false) = (&self.scaler, scaler.is_empty()) {
+            let restored = serde_json::from_str::<ScalerState>(&scaler)
+                .map_err(|e| e.to_string())
+                .and_then(|state| s.load_state(state).map_err(|e| e.to_string()));
+            if let Err(err) = restored {
+                panic!("cannot restore the GradScaler state from the optimizer record: {err}");
+            }
+        }
+        Self { inner: self.inner.load_record(inner), scaler: self.scaler }
+    }
+}
+
+/// Multiplies every parameter gradient of `module` in `grads` by `inv_scale` and returns
+/// whether any of them holds an inf or NaN, reading one flag from the device.
+fn unscale<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &mut GradientsParams,
+    inv_scale: f64,
+) -> bool {
+    let mut visitor = Unscale::<B> { grads, inv_scale, flags: Vec::new() };
+    module.visit(&mut visitor);
+    if visitor.flags.is_empty() {
+        return false;
+    }
+    Tensor::cat(visitor.flags, 0).any().int().into_scalar().elem::<i64>() != 0
+}
+
+struct Unscale<'a, B: AutodiffBackend> {
+    grads: &'a mut GradientsParams,
+    /// Computed in f64 (as PyTorch does) and applied in the gradient's own dtype.
+    inv_scale: f64,
+    /// One "has a non-finite value" flag per gradient, kept on the device until the end.
+    flags: Vec<Tensor<B::InnerBackend, 1, Bool>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Unscale<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) else {
+            return;
+        };
+        let grad = grad.mul_scalar(self.inv_scale);
+        self.flags.push(grad.clone().is_finite().bool_not().any());
+        self.grads.register::<B::InnerBackend, D>(param.id, grad);
+    }
+}

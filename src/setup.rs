@@ -1,0 +1,231 @@
+//! `MixedPrecision`: the Burn counterpart of Lightning Fabric's `fabric.setup(model,
+//! optimizer)` for a chosen [`Precision`].
+//!
+//! | precision | parameters | ops on the device | optimizer |
+//! |---|---|---|---|
+//! | `32-true` | f32 | as given (bit-identical to the bare backend) | as given |
+//! | `16-mixed` | f32 | autocast to f16 by default | unscaled, skipped on overflow (`GradScaler`) |
+//! | `bf16-mixed` | f32 | autocast to bf16 by default | outside autocast, never scaled |
+//! | `16-true` / `bf16-true` | f16 / bf16 | in the parameters' dtype | outside autocast |
+//! | `64-true` | f64 | in f64 | outside autocast |
+
+use burn::module::{AutodiffModule, Module};
+use burn::optim::Optimizer;
+use burn::tensor::backend::{AutodiffBackend, Backend, get_device_settings, set_default_float_dtype};
+use burn::tensor::{DType, FloatDType, Tensor};
+use core::fmt;
+
+use crate::autocast::{AutocastGuard, set_device_autocast};
+use crate::convert::convert_module;
+use crate::precision::{Precision, PrecisionDType};
+use crate::scaler::{GradScaler, GradScalerConfig, PrecisionOptimizer, ScalerConfigError};
+
+/// Burn's dtype for one of `Precision`'s.
+pub fn float_dtype(dtype: PrecisionDType) -> FloatDType {
+    match dtype {
+        PrecisionDType::F16 => FloatDType::F16,
+        PrecisionDType::BF16 => FloatDType::BF16,
+        PrecisionDType::F32 => FloatDType::F32,
+        PrecisionDType::F64 => FloatDType::F64,
+    }
+}
+
+/// Why a precision could not be set up.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SetupError {
+    /// The backend cannot compute in the precision's dtype on this device.
+    Unsupported { precision: Precision, backend: String, dtype: &'static str, working: Vec<Precision> },
+    /// The loss scaler's settings are invalid.
+    Scaler(ScalerConfigError),
+}
+
+impl fmt::Display for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SetupError::Unsupported { precision, backend, dtype, working } => {
+                let working: Vec<_> = working.iter().map(|p| p.as_str()).collect();
+                write!(
+                    f,
+                    "precision {precision} needs {dtype}, which backend {backend} does not support on this device; \
+                     precisions that work here: {}",
+                    working.join(", ")
+                )?;
+                if *precision == Precision::Mixed16 && working.contains(&"bf16-mixed") {
+                    write!(f, " (or allow the fallback to bf16-mixed)")?;
+                }
+                Ok(())
+            }
+            SetupError::Scaler(err) => write!(f, "{err}"),
+        }
+    }
+}
+
+impl std::error::Error for SetupError {}
+
+/// A model and optimizer made ready for a precision by [`MixedPrecision::setup`].
+pub struct Prepared<M, O> {
+    pub model: M,
+    pub optimizer: PrecisionOptimizer<O>,
+    /// The precision in force (differs from the requested one only after a fallback).
+    pub precision: Precision,
+    /// The loss scaler (16-mixed only); also reachable through the optimizer.
+    pub scaler: Option<GradScaler>,
+}
+
+/// A precision plus how to set it up.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MixedPrecision {
+    precision: Precision,
+    fallback: bool,
+    scaler: GradScalerConfig,
+    default_dtype: bool,
+}
+
+impl MixedPrecision {
+    pub fn new(precision: Precision) -> Self {
+        Self { precision, fallback: false, scaler: GradScalerConfig::default(), default_dtype: true }
+    }
+
+    /// Whether the `-true` precisions make their dtype the device's default for new
+    /// tensors (default: yes). Burn fixes a device's default once per process, so turn
+    /// this off when other code in the process keeps using the device in f32 (tests, a
+    /// second model); inputs then go through [`MixedPrecision::input`].
+    pub fn with_device_default_dtype(mut self, set: bool) -> Self {
+        self.default_dtype = set;
+        self
+    }
+
+    /// Opt in to falling back between f16 and bf16 (16-mixed <-> bf16-mixed, 16-true <->
+    /// bf16-true) when the device lacks the requested one. Logged as a warning; never
+    /// silent, never implicit.
+    pub fn with_fallback(mut self, allow: bool) -> Self {
+        self.fallback = allow;
+        self
+    }
+
+    /// Loss-scaler settings for 16-mixed (ignored by every other precision).
+    pub fn with_scaler(mut self, config: GradScalerConfig) -> Self {
+        self.scaler = config;
+        self
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The precision that will run on `device`: the requested one, or its fallback.
+    pub fn resolve<B: Backend>(&self, device: &B::Device) -> Result<Precision, SetupError> {
+        let supported = |p: Precision| {
+            [p.compute_dtype(), p.param_dtype()]
+                .into_iter()
+                .all(|d| B::supports_dtype(device, DType::from(float_dtype(d))))
+        };
+        if supported(self.precision) {
+            return Ok(self.precision);
+        }
+        let swapped = match self.precision {
+            Precision::Mixed16 => Some(Precision::MixedBf16),
+            Precision::MixedBf16 => Some(Precision::Mixed16),
+            Precision::True16 => Some(Precision::TrueBf16),
+            Precision::TrueBf16 => Some(Precision::True16),
+            _ => None,
+        };
+        if let Some(fallback) = swapped.filter(|p| self.fallback && supported(*p)) {
+            log::warn!(
+                "precision {} is not supported by {} on this device; falling back to {fallback} as allowed",
+                self.precision,
+                B::name(device)
+            );
+            return Ok(fallback);
+        }
+        Err(SetupError::Unsupported {
+            precision: self.precision,
+            backend: B::name(device),
+            dtype: self.precision.compute_dtype().name(),
+            working: Precision::ALL.into_iter().filter(|p| supported(*p)).collect(),
+        })
+    }
+
+    /// Prepares `device` and `model` for the precision (no optimizer: inference).
+    pub fn setup_module<B: Backend, M: Module<B>>(
+        &self,
+        device: &B::Device,
+        model: M,
+    ) -> Result<(M, Precision), SetupError> {
+        let precision = self.resolve::<B>(device)?;
+        if precision.is_mixed() {
+            set_device_autocast::<B>(device, Some(float_dtype(precision.compute_dtype())));
+        } else {
+            set_device_autocast::<B>(device, None);
+        }
+        let param_dtype = float_dtype(precision.param_dtype());
+        if param_dtype == FloatDType::F32 {
+            return Ok((model, precision));
+        }
+        if self.default_dtype {
+            set_default_dtype::<B>(device, param_dtype);
+        }
+        Ok((convert_module(model, param_dtype), precision))
+    }
+
+    /// Prepares `device`, `model` and `optimizer` for the precision: the counterpart of
+    /// `fabric.setup(model, optimizer)`.
+    pub fn setup<B, M, O>(&self, device: &B::Device, model: M, optimizer: O) -> Result<Prepared<M, O>, SetupError>
+    where
+        B: AutodiffBackend,
+        M: AutodiffModule<B>,
+        O: Optimizer<M, B>,
+    {
+        let (model, precision) = self.setup_module::<B, M>(device, model)?;
+        let scaler = if precision.uses_grad_scaler() {
+            let scaler = GradScaler::new(self.scaler).map_err(SetupError::Scaler)?;
+            scaler.attach::<B>(device);
+            Some(scaler)
+        } else {
+            None
+        };
+        Ok(Prepared { model, optimizer: PrecisionOptimizer::new(optimizer, scaler.clone()), precision, scaler })
+    }
+
+    /// Converts a float input to the dtype the model computes in under the `-true`
+    /// precisions (mixed precisions take f32 inputs and cast per op).
+    pub fn input<B: Backend, const D: usize>(&self, tensor: Tensor<B, D>) -> Tensor<B, D> {
+        match self.precision.is_mixed() {
+            true => tensor,
+            false => tensor.cast(float_dtype(self.precision.param_dtype())),
+        }
+    }
+
+    /// Converts a float output back to f32, as Fabric returns outputs in the default dtype.
+    pub fn output<B: Backend, const D: usize>(&self, tensor: Tensor<B, D>) -> Tensor<B, D> {
+        tensor.cast(FloatDType::F32)
+    }
+
+    /// Runs `f` (e.g. a loss outside the model's forward) under the precision: autocast to
+    /// its half dtype for the mixed precisions, no autocast otherwise.
+    pub fn autocast<B: Backend, R>(&self, device: &B::Device, f: impl FnOnce() -> R) -> Result<R, SetupError> {
+        let precision = self.resolve::<B>(device)?;
+        let _region = match precision.is_mixed() {
+            true => AutocastGuard::enable::<B>(device, float_dtype(precision.compute_dtype()))
+                .expect("resolve checked the dtype"),
+            false => AutocastGuard::disable(),
+        };
+        Ok(f())
+    }
+}
+
+/// Makes tensors created on `device` default to `dtype`. Burn fixes a device's default
+/// once, before its first tensor; when that already happened, created tensors keep the
+/// old default and the model's inputs must go through [`MixedPrecision::input`].
+fn set_default_dtype<B: Backend>(device: &B::Device, dtype: FloatDType) {
+    if get_device_settings::<B>(device).float_dtype == dtype {
+        return;
+    }
+    if let Err(err) = set_default_float_dtype::<B>(device, dtype) {
+        log::warn!(
+            "could not make {:?} the default float dtype of the device ({err:?}): Burn lets it be set only \
+             before the first tensor; convert inputs with MixedPrecision::input",
+            dtype
+        );
+    }
+}

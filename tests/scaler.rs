@@ -1,0 +1,199 @@
+//! The loss scaler in a training loop on `Mixed<Autodiff<Flex>>`: underflow rescue,
+//! skipped steps that change nothing, save/resume, collapse, and bf16 never scaling.
+
+mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::FloatDType;
+use burn_mixed::autocast::autocast;
+use burn_mixed::{GradScalerConfig, MixedPrecision, Precision};
+use common::{DeviceLock, Net, Train, data, param_state_bytes, record_bytes};
+
+type Inner = <Train as AutodiffBackend>::InnerBackend;
+
+/// Losses of a regression trained for `steps` SGD steps whose loss is multiplied by
+/// 1e-7 (and the learning rate by 1e7): in f16, its gradients underflow to zero.
+fn tiny_loss_run(mp: MixedPrecision, steps: usize) -> (Vec<f32>, Vec<u8>, Vec<u8>) {
+    let device = Default::default();
+    let initial = Net::<Train>::new(&device, 8, 1);
+    let initial_bytes = record_bytes(initial.clone().into_record());
+    let prepared = mp.setup::<Train, _, _>(&device, initial, SgdConfig::new().init()).expect("flex");
+    let (mut model, mut optim) = (prepared.model, prepared.optimizer);
+    let x = data::<Train>(32, 8, 11, &device);
+    let y = x.clone().sum_dim(1) * 0.25;
+    let mut losses = Vec::new();
+    for _ in 0..steps {
+        let loss = (model.forward(x.clone()) - y.clone()).powi_scalar(2).mean() * 1e-7;
+        losses.push(loss.clone().into_scalar() * 1e7);
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(2e6, model, grads);
+    }
+    if let Some(s) = prepared.scaler {
+        s.detach();
+    }
+    (losses, initial_bytes, record_bytes(model.into_record()))
+}
+
+#[test]
+fn scaler_rescues_underflowing_f16_gradients() {
+    let _lock = DeviceLock::take();
+    let steps = 15;
+    let (f32_losses, _, _) = tiny_loss_run(MixedPrecision::new(Precision::True32), steps);
+    let unscaled = MixedPrecision::new(Precision::Mixed16).with_scaler(GradScalerConfig::default().with_enabled(false));
+    let (_, initial, after) = tiny_loss_run(unscaled, steps);
+    assert_eq!(initial, after, "without scaling, every f16 gradient underflows: the weights never move");
+    let (scaled_losses, _, _) = tiny_loss_run(MixedPrecision::new(Precision::Mixed16), steps);
+    assert!(f32_losses[steps - 1] < 0.5 * f32_losses[0], "the f32 run learns: {f32_losses:?}");
+    for (i, (m, f)) in scaled_losses.iter().zip(&f32_losses).enumerate() {
+        assert!((m - f).abs() <= 0.05 * f, "step {i}: 16-mixed {m} vs f32 {f}");
+    }
+}
+
+/// Trains with Adam under 16-mixed, poisoning the gradients at the given steps (NaN or
+/// inf), and checks each step against the scaler's verdict.
+#[test]
+fn overflowing_steps_are_skipped_bit_identically() {
+    let _lock = DeviceLock::take();
+    let device = Default::default();
+    let prepared = MixedPrecision::new(Precision::Mixed16)
+        .setup::<Train, _, _>(&device, Net::new(&device, 8, 4), AdamConfig::new().init())
+        .expect("flex has f16");
+    let scaler = prepared.scaler.clone().expect("16-mixed scales");
+    let (mut model, mut optim) = (prepared.model, prepared.optimizer);
+    let x = data::<Train>(16, 8, 5, &device);
+    let poison = [(2, f32::NAN), (5, f32::INFINITY), (6, f32::NEG_INFINITY)];
+    let mut scales = Vec::new();
+    for step in 0..8 {
+        let loss = model.forward(x.clone()).powi_scalar(2).mean();
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let poisoned = poison.iter().find(|(s, _)| *s == step).map(|(_, v)| *v);
+        if let Some(value) = poisoned {
+            let id = model.hidden.weight.id;
+            let g = grads.remove::<Inner, 2>(id).expect("gradient");
+            grads.register::<Inner, 2>(id, g.slice_fill([0..1, 0..1], value));
+        }
+        // The optimizer's own state (the record's first half; the second is the scaler's,
+        // which a skipped step does update).
+        let (model_before, optim_before) = (record_bytes(model.clone().into_record()), param_state_bytes(optim.to_record().0));
+        model = optim.step(1e-3, model, grads);
+        let report = scaler.last_report().expect("one report per step");
+        assert_eq!(report.skipped, poisoned.is_some(), "step {step}");
+        let unchanged = record_bytes(model.clone().into_record()) == model_before
+            && param_state_bytes(optim.to_record().0) == optim_before;
+        assert_eq!(unchanged, poisoned.is_some(), "step {step}: skipped steps and only they change nothing");
+        scales.push(report.new_scale);
+    }
+    assert_eq!(scaler.skipped_steps(), 3);
+    let s = 65536.0;
+    assert_eq!(scales, vec![s, s, s / 2.0, s / 2.0, s / 2.0, s / 4.0, s / 8.0, s / 8.0]);
+    scaler.detach();
+}
+
+type AdamOptim = burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, Net<Train>, Train>;
+type OptimRecord = <burn_mixed::PrecisionOptimizer<AdamOptim> as Optimizer<Net<Train>, Train>>::Record;
+
+/// Trains the global steps `range` (overflowing at steps 1, 4 and 5) from `model` and,
+/// when resuming, from a saved optimizer record; returns the scale after each step, the
+/// model and the optimizer's record (what burn-train's checkpointer saves).
+fn resumable_run(
+    model: Net<Train>,
+    checkpoint: Option<OptimRecord>,
+    range: std::ops::Range<usize>,
+) -> (Vec<f32>, Net<Train>, OptimRecord) {
+    let device = Default::default();
+    let config = GradScalerConfig::default().with_init_scale(1024.0).with_growth_interval(2);
+    let prepared = MixedPrecision::new(Precision::Mixed16)
+        .with_scaler(config)
+        .setup::<Train, _, _>(&device, model, AdamConfig::new().init())
+        .expect("flex has f16");
+    let scaler = prepared.scaler.clone().expect("16-mixed scales");
+    let mut optim = prepared.optimizer;
+    if let Some(record) = checkpoint {
+        optim = optim.load_record(record);
+    }
+    let mut model = prepared.model;
+    let x = data::<Train>(16, 8, 9, &device);
+    let mut scales = Vec::new();
+    for step in range {
+        let loss = model.forward(x.clone()).powi_scalar(2).mean();
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        if [1, 4, 5].contains(&step) {
+            let id = model.head.bias.as_ref().expect("bias").id;
+            let g = grads.remove::<Inner, 1>(id).expect("gradient");
+            grads.register::<Inner, 1>(id, g.mul_scalar(f32::INFINITY));
+        }
+        model = optim.step(1e-2, model, grads);
+        scales.push(scaler.scale());
+    }
+    scaler.detach();
+    (scales, model, optim.to_record())
+}
+
+#[test]
+fn resuming_from_a_checkpoint_continues_the_trajectory() {
+    let _lock = DeviceLock::take();
+    let device = Default::default();
+    let start = Net::<Train>::new(&device, 8, 4);
+    let fresh = |record| Net::<Train>::new(&device, 8, 4).load_record(record);
+
+    let (all_scales, full_model, _) = resumable_run(start.clone(), None, 0..9);
+    let (mut scales, half_model, checkpoint) = resumable_run(start, None, 0..5);
+    assert!(checkpoint.1.contains("growth_tracker"), "the scaler's state is in the optimizer record");
+    let (rest, final_model, _) = resumable_run(fresh(half_model.into_record()), Some(checkpoint), 5..9);
+    scales.extend(rest);
+    assert_eq!(scales, all_scales, "scale trajectory");
+    assert_eq!(scales, vec![1024.0, 512.0, 512.0, 1024.0, 512.0, 256.0, 256.0, 512.0, 512.0]);
+    assert_eq!(record_bytes(final_model.into_record()), record_bytes(full_model.into_record()), "parameters");
+}
+
+#[test]
+fn collapse_is_a_clear_error() {
+    let _lock = DeviceLock::take();
+    let device = Default::default();
+    let config = GradScalerConfig::default().with_max_consecutive_skips(3);
+    let prepared = MixedPrecision::new(Precision::Mixed16)
+        .with_scaler(config)
+        .setup::<Train, _, _>(&device, Net::new(&device, 8, 4), SgdConfig::new().init())
+        .expect("flex has f16");
+    let scaler = prepared.scaler.clone().expect("scaler");
+    let (mut model, mut optim) = (prepared.model, prepared.optimizer);
+    let x = data::<Train>(8, 8, 1, &device);
+    for step in 0..3 {
+        let loss = model.forward(x.clone()).sum() * f32::INFINITY;
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let result = catch_unwind(AssertUnwindSafe(|| optim.step(1e-3, model.clone(), grads)));
+        match step {
+            0 | 1 => model = result.expect("first overflows are skipped"),
+            _ => {
+                let panic = result.err().expect("third consecutive overflow stops training");
+                let message = panic.downcast_ref::<String>().expect("message");
+                assert!(message.contains("3 consecutive steps overflowed"), "{message}");
+                assert!(message.contains("bf16-mixed"), "suggests a way out: {message}");
+            }
+        }
+    }
+    scaler.detach();
+}
+
+#[test]
+fn bf16_mixed_never_scales() {
+    let _lock = DeviceLock::take();
+    let device = Default::default();
+    let net = Net::<Train>::new(&device, 8, 4);
+    let record = net.clone().into_record();
+    let x = data::<Train>(8, 8, 2, &device);
+    let grads_of = |net: &Net<Train>| {
+        let grads = net.forward(x.clone()).powi_scalar(2).mean().backward();
+        net.hidden.weight.grad(&grads).expect("gradient").into_data()
+    };
+    let manual = autocast::<Train, _>(&device, FloatDType::BF16, || grads_of(&net)).expect("bf16");
+    let prepared = MixedPrecision::new(Precision::MixedBf16)
+        .setup::<Train, _, _>(&device, Net::<Train>::new(&device, 8, 4).load_record(record), SgdConfig::new().init())
+        .expect("flex has bf16");
+    assert!(prepared.scaler.is_none() && prepared.optimizer.scaler().is_none());
+    assert_eq!(grads_of(&prepared.model).as_bytes(), manual.as_bytes(), "no loss scaling under bf16-mixed");
+}

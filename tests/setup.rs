@@ -1,0 +1,161 @@
+//! `MixedPrecision::setup`: what each precision does to the model, the device, the
+//! optimizer, and its errors.
+
+mod common;
+
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::{DType, FloatDType};
+use burn_mixed::autocast::{AutocastState, autocast_state, device_autocast};
+use burn_mixed::{MixedPrecision, Precision};
+use common::{DeviceLock, Net, Train, data};
+
+/// Every float parameter's dtype.
+fn param_dtypes<B: Backend, M: Module<B>>(module: &M) -> Vec<DType> {
+    struct Dtypes(Vec<DType>);
+    impl<B: Backend> ModuleVisitor<B> for Dtypes {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.0.push(param.val().dtype());
+        }
+    }
+    let mut v = Dtypes(Vec::new());
+    module.visit(&mut v);
+    v.0
+}
+
+#[test]
+fn bf16_mixed_keeps_f32_parameters_and_gradients() {
+    let _lock = DeviceLock::take();
+    let device = Default::default();
+    let mp = MixedPrecision::new(Precision::MixedBf16);
+    let net = Net::<Train>::new(&device, 8, 4);
+    let prepared = mp.setup::<Train, _, _>(&device, net, AdamConfig::new().init()).expect("flex has bf16");
+    assert_eq!(prepared.precision, Precision::MixedBf16);
+    assert!(prepared.scaler.is_none(), "bf16-mixed never scales");
+    assert_eq!(device_autocast::<Train>(&device), Some(FloatDType::BF16));
+
+    let net = prepared.model;
+    assert!(param_dtypes::<Train, _>(&net).iter().all(|d| *d == DType::F32));
+    let logits = net.forward(data(4, 8, 1, &device));
+    assert_eq!(logits.dtype(), DType::BF16, "linear runs under the device's autocast default");
+    let out = mp.output(logits);
+    assert_eq!(out.dtype(), DType::F32, "outputs come back in f32");
+    let loss = out.powi_scalar(2).mean();
+    assert_eq!(loss.dtype(), DType::F32);
+    let grads = GradientsParams::from_grads(loss.backward(), &net);
+    let weight = grads.get::<<Train as burn::tensor::backend::AutodiffBackend>::InnerBackend, 2>(net.hidden.weight.id);
+    assert_eq!(weight.expect("hidden weight has a gradient").dtype(), DType::F32);
+
+    // The inference model (`valid()`) runs on Mixed<Flex>, under the same device default.
+    let valid = net.valid();
+    assert_eq!(valid.forward(data(2, 8, 2, &device)).dtype(), DType::BF16);
+}
+
+#[test]
+fn bf16_true_converts_parameters() {
+    let _lock = DeviceLock::take();
+    let device = Default::default();
+    let net = Net::<Train>::new(&device, 8, 4);
+    let ids: Vec<_> = [net.hidden.weight.id, net.head.weight.id].into();
+    // The device default dtype is fixed once per process: leave it to the example's runs.
+    let mp = MixedPrecision::new(Precision::TrueBf16).with_device_default_dtype(false);
+    let prepared = mp.setup::<Train, _, _>(&device, net, AdamConfig::new().init()).expect("flex has bf16");
+    let net = prepared.model;
+    assert!(param_dtypes::<Train, _>(&net).iter().all(|d| *d == DType::BF16));
+    assert_eq!(ids, vec![net.hidden.weight.id, net.head.weight.id], "parameter ids are kept");
+    assert!(net.hidden.weight.val().is_require_grad(), "require_grad is kept");
+    assert_eq!(device_autocast::<Train>(&device), None, "-true precisions do not autocast");
+    assert_eq!(Tensor::<Train, 1>::zeros([2], &device).dtype(), DType::F32, "device default untouched");
+    let logits = net.forward(mp.input(data(4, 8, 3, &device)));
+    assert_eq!(logits.dtype(), DType::BF16);
+    let grads = GradientsParams::from_grads(mp.output(logits).sum().backward(), &net);
+    let g = grads.get::<<Train as burn::tensor::backend::AutodiffBackend>::InnerBackend, 2>(net.head.weight.id);
+    assert_eq!(g.expect("gradient").dtype(), DType::BF16, "half parameters get half gradients");
+}
+
+#[test]
+fn f64_true_converts_parameters_and_32_true_changes_nothing() {
+    let _lock = DeviceLock::take();
+    let device = Default::default();
+    let (net, p) = MixedPrecision::new(Precision::True64)
+        .with_device_default_dtype(false)
+        .setup_module::<Train, _>(&device, Net::new(&device, 8, 4)).expect("f64");
+    assert_eq!(p, Precision::True64);
+    assert!(param_dtypes::<Train, _>(&net).iter().all(|d| *d == DType::F64));
+
+    let original = Net::<Train>::new(&device, 8, 4);
+    let before = common::record_bytes(original.clone().into_record());
+    let (net, _) = MixedPrecision::new(Precision::True32).setup_module::<Train, _>(&device, original).expect("f32");
+    assert_eq!(common::record_bytes(net.into_record()), before, "32-true leaves the model bit-identical");
+    assert_eq!(device_autocast::<Train>(&device), None);
+}
+
+#[test]
+fn optimizer_step_runs_without_autocast() {
+    /// An optimizer that records the autocast state its step runs in.
+    #[derive(Clone)]
+    struct Probe(std::sync::Arc<std::sync::Mutex<Option<AutocastState>>>);
+    impl<M: AutodiffModule<B>, B: burn::tensor::backend::AutodiffBackend> Optimizer<M, B> for Probe {
+        type Record = ();
+        fn step(&mut self, _lr: f64, module: M, _grads: GradientsParams) -> M {
+            *self.0.lock().unwrap() = Some(autocast_state());
+            module
+        }
+        fn step_multi(&mut self, _lr: f64, module: M, _grads: burn::optim::MultiGradientsParams) -> M {
+            module
+        }
+        fn to_record(&self) {}
+        fn load_record(self, _record: ()) -> Self {
+            self
+        }
+    }
+    let _lock = DeviceLock::take();
+    let device = Default::default();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
+    for precision in [Precision::MixedBf16, Precision::Mixed16] {
+        let prepared = MixedPrecision::new(precision)
+            .setup::<Train, _, _>(&device, Net::new(&device, 8, 4), Probe(seen.clone()))
+            .expect("flex has both halves");
+        let mut optim = prepared.optimizer;
+        let net = prepared.model;
+        let grads = GradientsParams::from_grads(net.forward(data(4, 8, 5, &device)).sum().backward(), &net);
+        let _ = optim.step(1e-3, net, grads);
+        assert_eq!(*seen.lock().unwrap(), Some(AutocastState::Disabled), "{precision}");
+        if let Some(s) = prepared.scaler {
+            s.detach();
+        }
+    }
+}
+
+#[cfg(feature = "ndarray")]
+#[test]
+fn half_precision_on_ndarray_is_an_error() {
+    use burn::backend::{Autodiff, NdArray};
+    use burn_mixed::SetupError;
+    type Nd = burn_mixed::Mixed<Autodiff<NdArray>>;
+    let device = Default::default();
+    for precision in [Precision::Mixed16, Precision::MixedBf16, Precision::True16, Precision::TrueBf16] {
+        let err = MixedPrecision::new(precision)
+            .with_fallback(true)
+            .setup_module::<Nd, _>(&device, Net::<Nd>::new(&device, 4, 2))
+            .err()
+            .expect("ndarray has no half dtype");
+        let SetupError::Unsupported { working, .. } = &err else { panic!("unexpected error {err}") };
+        assert_eq!(working, &vec![Precision::True32, Precision::True64]);
+        let message = err.to_string();
+        assert!(message.contains("ndarray") && message.contains(precision.as_str()), "{message}");
+        assert!(message.contains("32-true, 64-true"), "{message}");
+    }
+}
+
+#[test]
+fn fallback_is_opt_in() {
+    // Flex supports both halves, so the fallback is exercised through `resolve` on an
+    // unsupported request only where a backend lacks one (NdArray above, Wgpu in its suite);
+    // here: without fallback, a supported request resolves to itself.
+    let device = Default::default();
+    for p in Precision::ALL {
+        assert_eq!(MixedPrecision::new(p).resolve::<Train>(&device), Ok(p));
+    }
+}
