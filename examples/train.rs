@@ -39,7 +39,7 @@ use clap::Parser;
 use artifacts::SavedConfig;
 use data::{BlobBatcher, DataSpec};
 use model::ModelSpec;
-use report::{CountingAlloc, MetricValues, QuietRenderer, StderrLogger};
+use report::{CountingAlloc, MetricValues, Outcome, QuietRenderer, StderrLogger};
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc::new();
@@ -201,7 +201,7 @@ fn run<X: Backend>(device: X::Device, backend: BackendKind, requested: Precision
     type Train<X> = Mixed<Autodiff<X>>;
     let start = Instant::now();
 
-    // Data first, in plain Rust: no tensor exists on the device before setup.
+    // The data is plain Rust (no tensors until the loaders batch it, after setup).
     let train_items = args.steps.map_or(data::DEFAULT_TRAIN_ITEMS, |steps| steps * args.batch_size);
     let spec = DataSpec::new(args.seed, train_items);
     let (train_set, valid_set) = (spec.train_dataset(), spec.valid_dataset());
@@ -209,7 +209,9 @@ fn run<X: Backend>(device: X::Device, backend: BackendKind, requested: Precision
 
     let adam_epsilon = args.adam_epsilon.unwrap_or(if requested.is_true_half() { 1e-4 } else { 1e-5 });
 
-    // The same seed gives every precision the same f32 initial weights.
+    // The same seed gives every precision the same f32 initial weights. Creating them fixes
+    // the device's default float dtype at f32, so under the -true precisions setup cannot
+    // change it (it logs a warning) and the model converts inputs with `MixedPrecision::input`.
     Train::<X>::seed(&device, args.seed);
     let model = MODEL.init::<Train<X>>(&device);
     let mp = MixedPrecision::new(requested).with_fallback(args.allow_fallback);
@@ -219,6 +221,11 @@ fn run<X: Backend>(device: X::Device, backend: BackendKind, requested: Precision
     // for the precision actually in force.
     let model = model.with_precision(MixedPrecision::new(precision));
 
+    for (flag, value) in [("--batch-size", args.batch_size), ("--epochs", epochs), ("--steps", args.steps.unwrap_or(1))] {
+        if value == 0 {
+            return Err(Failure::usage(format!("{flag} must be at least 1")));
+        }
+    }
     let artifacts = args.artifacts.clone().unwrap_or_else(|| {
         let name = format!("burn-mixed-train-{precision}-{}-{}", backend.name(), std::process::id());
         std::env::temp_dir().join(name)
@@ -263,47 +270,28 @@ fn run<X: Backend>(device: X::Device, backend: BackendKind, requested: Precision
     let saved = SavedConfig { precision, backend: backend.name().into(), data: spec, model: MODEL };
     artifacts::save(&artifacts, trained, &saved).map_err(Failure::io)?;
 
-    let wall_s = start.elapsed().as_secs_f64();
-    let peak_bytes = backend.is_host().then(|| ALLOC.peak_bytes());
-    let skipped_steps = scaler.as_ref().map_or(0, |s| s.skipped_steps());
-    let loss_scale = scaler.as_ref().map(|s| s.scale());
-    let steps = epochs * train_items.div_ceil(args.batch_size);
-
-    let show = |v: Option<f64>, digits: usize| v.map_or("n/a".into(), |v| format!("{v:.digits$}"));
-    println!("precision       {precision}{}", if precision != requested { format!(" (fallback from {requested})") } else { String::new() });
-    println!("backend         {} ({})", backend.name(), Train::<X>::name(&device));
-    println!("parameters      {param_dtype}");
-    println!("epochs / steps  {epochs} / {steps} (batch {}, {train_items} training items)", args.batch_size);
-    println!("optimizer       Adam, lr {}, epsilon {adam_epsilon:e}", args.lr);
-    println!("final loss      {}", show(final_loss, 4));
-    println!("valid accuracy  {:.4} ({} items)", valid_accuracy, spec.valid_items);
-    println!("skipped steps   {skipped_steps}");
-    println!("loss scale      {}", show(loss_scale.map(f64::from), 0));
-    println!("wall time       {wall_s:.2} s");
-    match peak_bytes {
-        Some(bytes) => println!("peak memory     {:.1} MiB (host allocations)", bytes as f64 / (1 << 20) as f64),
-        None => println!("peak memory     n/a (device memory is not counted)"),
-    }
-    println!("artifacts       {}", artifacts.display());
-    let result = serde_json::json!({
-        "precision": precision.as_str(),
-        "requested_precision": requested.as_str(),
-        "backend": backend.name(),
-        "epochs": epochs,
-        "steps": steps,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-        "lr": args.lr,
-        "adam_epsilon": adam_epsilon,
-        "final_loss": final_loss,
-        "valid_accuracy": valid_accuracy,
-        "param_dtype": param_dtype,
-        "skipped_steps": skipped_steps,
-        "loss_scale": loss_scale,
-        "wall_s": wall_s,
-        "peak_bytes": peak_bytes,
-        "artifacts": artifacts,
-    });
-    println!("{result}");
+    let outcome = Outcome {
+        precision,
+        requested_precision: requested,
+        backend: backend.name(),
+        backend_type: Train::<X>::name(&device),
+        epochs,
+        steps: epochs * train_items.div_ceil(args.batch_size),
+        batch_size: args.batch_size,
+        train_items,
+        seed: args.seed,
+        lr: args.lr,
+        adam_epsilon,
+        final_loss,
+        valid_accuracy,
+        valid_items: spec.valid_items,
+        param_dtype,
+        skipped_steps: scaler.as_ref().map_or(0, |s| s.skipped_steps()),
+        loss_scale: scaler.as_ref().map(|s| s.scale()),
+        wall_s: start.elapsed().as_secs_f64(),
+        peak_bytes: backend.is_host().then(|| ALLOC.peak_bytes()),
+        artifacts,
+    };
+    outcome.print();
     Ok(())
 }

@@ -81,6 +81,8 @@ impl<A: AutodiffBackend> AutodiffBackend for Mixed<A> {
             Some(scale) => A::float_mul_scalar(tensor, scale.into()),
             None => tensor,
         };
+        // The forward pass is over: its cached parameter casts must not leak into the next.
+        crate::autocast::clear_cast_cache();
         A::backward(tensor)
     }
 

@@ -215,14 +215,16 @@ impl MixedPrecision {
 }
 
 /// Makes tensors created on `device` default to `dtype`. Burn fixes a device's default
-/// once, before its first tensor; when that already happened, created tensors keep the
-/// old default and the model's inputs must go through [`MixedPrecision::input`].
+/// once, before its first tensor; when that already happened (the usual case: the model
+/// was created first, in f32), created tensors keep the old default and the model's
+/// inputs must go through [`MixedPrecision::input`]. That is expected, so it is logged at
+/// info level only.
 fn set_default_dtype<B: Backend>(device: &B::Device, dtype: FloatDType) {
     if get_device_settings::<B>(device).float_dtype == dtype {
         return;
     }
     if let Err(err) = set_default_float_dtype::<B>(device, dtype) {
-        log::warn!(
+        log::info!(
             "could not make {:?} the default float dtype of the device ({err:?}): Burn lets it be set only \
              before the first tensor; convert inputs with MixedPrecision::input",
             dtype

@@ -197,3 +197,62 @@ fn bf16_mixed_never_scales() {
     assert!(prepared.scaler.is_none() && prepared.optimizer.scaler().is_none());
     assert_eq!(grads_of(&prepared.model).as_bytes(), manual.as_bytes(), "no loss scaling under bf16-mixed");
 }
+
+/// Gradient accumulation as burn-train does it: each micro-batch's loss is scaled by the
+/// same scale, the scaled gradients are summed, and the one optimizer step at the
+/// boundary unscales them once and updates the scale once.
+#[test]
+fn gradient_accumulation_scales_every_micro_batch_and_steps_once() {
+    use burn::optim::GradientsAccumulator;
+    let _lock = DeviceLock::take();
+    let device = Default::default();
+    let train = |mp: MixedPrecision| {
+        let prepared = mp.setup::<Train, _, _>(&device, Net::new(&device, 8, 4), SgdConfig::new().init()).expect("flex");
+        let (model, mut optim) = (prepared.model, prepared.optimizer);
+        let mut accumulator = GradientsAccumulator::new();
+        for seed in [21, 22, 23] {
+            let loss = model.forward(data::<Train>(8, 8, seed, &device)).powi_scalar(2).mean();
+            accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+        }
+        let model = optim.step(0.1, model, accumulator.grads());
+        if let Some(s) = &prepared.scaler {
+            assert_eq!(s.state().steps, 1, "one scale update per optimizer step");
+            assert_eq!(s.skipped_steps(), 0);
+            s.detach();
+        }
+        model.hidden.weight.val().into_data().to_vec::<f32>().expect("f32")
+    };
+    let reference = train(MixedPrecision::new(Precision::True32));
+    let mixed = train(MixedPrecision::new(Precision::Mixed16));
+    let moved: f32 = reference.iter().zip(&mixed).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(moved < 1e-3, "accumulated, unscaled f16 gradients give the f32 update: max diff {moved}");
+    let initial = Net::<Train>::new(&device, 8, 4).hidden.weight.val().into_data().to_vec::<f32>().expect("f32");
+    assert_ne!(initial, mixed, "the step was taken");
+}
+
+/// Two optimizers (two halves of a model, PyTorch's multi-optimizer recipe) share one
+/// scaler: one scale update per iteration, after both have stepped.
+#[test]
+fn optimizers_sharing_a_scaler_update_it_once_per_iteration() {
+    use burn_mixed::{GradScaler, PrecisionOptimizer};
+    let _lock = DeviceLock::take();
+    let device = Default::default();
+    let scaler = GradScaler::new(GradScalerConfig::default().with_growth_interval(1)).expect("valid");
+    scaler.attach::<Train>(&device);
+    scaler.set_optimizers_per_step(2);
+    let mut first = PrecisionOptimizer::new(SgdConfig::new().init::<Train, Net<Train>>(), Some(scaler.clone()));
+    let mut second = PrecisionOptimizer::new(SgdConfig::new().init::<Train, Net<Train>>(), Some(scaler.clone()));
+    let mut model = Net::<Train>::new(&device, 8, 4);
+    for iteration in 1..=3u64 {
+        let loss = model.forward(data::<Train>(8, 8, 30, &device)).powi_scalar(2).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = first.step(1e-3, model, grads);
+        assert_eq!(scaler.state().steps, iteration - 1, "no update after the first optimizer");
+        let loss = model.forward(data::<Train>(8, 8, 31, &device)).powi_scalar(2).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = second.step(1e-3, model, grads);
+        assert_eq!(scaler.state().steps, iteration, "one update after the second");
+    }
+    assert_eq!(scaler.scale(), 65536.0 * 8.0, "grew once per iteration (interval 1)");
+    scaler.detach();
+}

@@ -1,8 +1,8 @@
 //! The classifier: an MLP with two hidden layers of 64 (the first one layer-normalised),
 //! written as any Burn model would be. Mixed precision adds exactly two calls, both in
-//! `forward_classification`: `MixedPrecision::input` on the features (so the `-true`
-//! precisions feed the layers in their own dtype) and `MixedPrecision::output` on the
-//! logits (so the cross-entropy is computed in f32).
+//! `forward_f32`: `MixedPrecision::input` on the features (so the `-true` precisions feed
+//! the layers in their own dtype) and `MixedPrecision::output` on the logits (so the
+//! cross-entropy and the metrics see f32).
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;

@@ -4,6 +4,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +15,8 @@ use burn::train::renderer::{
     MetricsRendererTraining, ProgressType, TrainingProgress,
 };
 use burn::train::LearnerSummary;
+use burn_mixed::Precision;
+use serde::Serialize;
 
 /// `System`, counting the bytes currently allocated and the most ever allocated at once.
 pub struct CountingAlloc {
@@ -73,6 +76,69 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 }
 
+/// The results of a training run: printed as a summary, then as one JSON line (the last
+/// line of stdout).
+#[derive(Serialize)]
+pub struct Outcome {
+    /// The precision in force (differs from the requested one only after a fallback).
+    pub precision: Precision,
+    pub requested_precision: Precision,
+    /// The `--backend` value.
+    pub backend: &'static str,
+    /// `Backend::name` of the training backend.
+    pub backend_type: String,
+    pub epochs: usize,
+    pub steps: usize,
+    pub batch_size: usize,
+    pub train_items: usize,
+    pub seed: u64,
+    pub lr: f64,
+    pub adam_epsilon: f64,
+    /// The training loss of the last step.
+    pub final_loss: Option<f64>,
+    /// Accuracy of the trained model's inference version on the validation set.
+    pub valid_accuracy: f64,
+    pub valid_items: usize,
+    /// The dtype of a parameter after training, e.g. "f32" or "bf16".
+    pub param_dtype: String,
+    pub skipped_steps: u64,
+    /// The loss scale after training (16-mixed only).
+    pub loss_scale: Option<f32>,
+    pub wall_s: f64,
+    /// Peak host allocations (on Flex and NdArray, where tensors live in host memory).
+    pub peak_bytes: Option<usize>,
+    pub artifacts: PathBuf,
+}
+
+impl Outcome {
+    pub fn print(&self) {
+        let or_na = |v: Option<String>| v.unwrap_or_else(|| "n/a".into());
+        let fallback = match self.precision != self.requested_precision {
+            true => format!(" (fallback from {})", self.requested_precision),
+            false => String::new(),
+        };
+        println!("precision       {}{fallback}", self.precision);
+        println!("backend         {} ({})", self.backend, self.backend_type);
+        println!("parameters      {}", self.param_dtype);
+        println!(
+            "epochs / steps  {} / {} (batch {}, {} training items)",
+            self.epochs, self.steps, self.batch_size, self.train_items
+        );
+        println!("optimizer       Adam, lr {}, epsilon {:e}", self.lr, self.adam_epsilon);
+        println!("final loss      {}", or_na(self.final_loss.map(|l| format!("{l:.4}"))));
+        println!("valid accuracy  {:.4} ({} items)", self.valid_accuracy, self.valid_items);
+        println!("skipped steps   {}", self.skipped_steps);
+        println!("loss scale      {}", or_na(self.loss_scale.map(|s| s.to_string())));
+        println!("wall time       {:.2} s", self.wall_s);
+        match self.peak_bytes {
+            Some(bytes) => println!("peak memory     {:.1} MiB (host allocations)", bytes as f64 / (1 << 20) as f64),
+            None => println!("peak memory     n/a (device memory is not counted)"),
+        }
+        println!("artifacts       {}", self.artifacts.display());
+        println!("{}", serde_json::to_string(self).expect("plain data serializes"));
+    }
+}
+
 /// The latest value of every training and validation metric, by name.
 #[derive(Clone, Default)]
 pub struct MetricValues {
@@ -94,12 +160,6 @@ impl MetricValues {
     /// The value of training metric `name` at the last training step.
     pub fn train(&self, name: &str) -> Option<f64> {
         self.lock().train.get(name).copied()
-    }
-
-    /// The value of validation metric `name` at the last validation batch.
-    #[allow(dead_code)]
-    pub fn valid(&self, name: &str) -> Option<f64> {
-        self.lock().valid.get(name).copied()
     }
 
     fn record(&self, state: MetricState, valid: bool) {

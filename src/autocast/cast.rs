@@ -67,7 +67,7 @@ where
 #[inline]
 pub(crate) fn to_dtype<B: Backend>(tensor: FloatTensor<B>, target: Option<FloatDType>) -> FloatTensor<B> {
     match target {
-        Some(dtype) if dtype_of::<B>(&tensor) != dtype => B::float_cast(tensor, dtype),
+        Some(dtype) if dtype_of::<B>(&tensor) != dtype => super::cache::cast::<B>(tensor, dtype),
         _ => tensor,
     }
 }

@@ -152,6 +152,10 @@ impl AutocastGuard {
 impl Drop for AutocastGuard {
     fn drop(&mut self) {
         STATE.with(|s| s.set(self.previous));
+        if self.previous == AutocastState::Inherit {
+            // The outermost region closed: its cached casts must not outlive it.
+            super::cache::clear_cast_cache();
+        }
     }
 }
 

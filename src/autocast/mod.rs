@@ -3,13 +3,18 @@
 //! - [`policy`]: the declarative table (which op runs in which precision);
 //! - [`context`]: the thread-local regions that switch autocast on and off;
 //! - [`device`]: the per-device default that applies outside regions;
-//! - `cast`: the mechanism the forwarding code calls.
+//! - `cast`: the mechanism the forwarding code calls;
+//! - `cache`: one cast per parameter per forward pass.
 
+pub(crate) mod cache;
 pub(crate) mod cast;
 pub mod context;
 pub mod device;
 pub mod policy;
 
+pub use cache::{
+    CastCacheStats, cast_cache_stats, clear_cast_cache, reset_cast_cache_stats, set_cast_cache,
+};
 pub use cast::widest;
 pub use context::{
     AutocastError, AutocastGuard, AutocastState, autocast, autocast_state, check_dtype, dtype_name,

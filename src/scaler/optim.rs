@@ -8,7 +8,7 @@ use burn::tensor::{Bool, ElementConversion, Tensor};
 use burn::optim::LearningRate;
 
 use super::{GradScaler, ScalerState, Verdict};
-use crate::autocast::no_autocast;
+use crate::autocast::{clear_cast_cache, no_autocast};
 
 /// Wraps an optimizer for a precision: its step never runs under autocast (its own math,
 /// e.g. Muon's matmuls, stays in the parameters' dtype), and with a scaler, gradients are
@@ -58,6 +58,8 @@ where
     type Record = (O::Record, String);
 
     fn step(&mut self, lr: LearningRate, module: M, grads: GradientsParams) -> M {
+        // The step makes new parameter leaves: casts cached from the old ones are stale.
+        clear_cast_cache();
         no_autocast(|| {
             let Some(scaler) = &self.scaler else {
                 return self.inner.step(lr, module, grads);
@@ -72,6 +74,7 @@ where
     }
 
     fn step_multi(&mut self, lr: LearningRate, module: M, grads: MultiGradientsParams) -> M {
+        clear_cast_cache();
         no_autocast(|| {
             let Some(scaler) = &self.scaler else {
                 return self.inner.step_multi(lr, module, grads);

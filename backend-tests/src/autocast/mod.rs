@@ -10,7 +10,7 @@ pub mod gradients;
 pub mod ops;
 
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, FloatDType, Tensor, TensorData};
+use burn::tensor::{DType, FloatDType, Tensor, TensorData, TensorPrimitive};
 
 /// Half dtypes the backend can compute in on `device` (what autocast can target).
 pub fn half_dtypes<B: Backend>(device: &B::Device) -> Vec<FloatDType> {
@@ -20,25 +20,9 @@ pub fn half_dtypes<B: Backend>(device: &B::Device) -> Vec<FloatDType> {
         .collect()
 }
 
-/// Every float dtype the backend supports on `device`.
-pub fn float_dtypes<B: Backend>(device: &B::Device) -> Vec<FloatDType> {
-    [FloatDType::F64, FloatDType::F32, FloatDType::F16, FloatDType::BF16]
-        .into_iter()
-        .filter(|d| B::supports_dtype(device, DType::from(*d)))
-        .collect()
-}
-
-/// Deterministic values in [0.05, 0.95): inside the domain of every op tested (log, acos...).
+/// Values in [0.05, 0.95): inside the domain of every op tested (log, acos...).
 pub fn sample<const D: usize>(shape: [usize; D], seed: u64) -> TensorData {
-    let n: usize = shape.iter().product();
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    let values: Vec<f32> = (0..n)
-        .map(|_| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            0.05 + 0.9 * ((state >> 40) as f32 / (1u64 << 24) as f32)
-        })
-        .collect();
-    TensorData::new(values, shape)
+    crate::support::uniform(shape, seed, 0.05, 0.95)
 }
 
 /// A tensor from [`sample`], cast to `dtype`.
@@ -51,11 +35,16 @@ pub fn input<B: Backend, const D: usize>(
     Tensor::<B, D>::from_data(sample(shape, seed), device).cast(dtype)
 }
 
-/// Same dtype, same shape, same bytes; `what` names the op in the failure message.
-pub fn assert_identical(what: &str, got: TensorData, want: TensorData) {
-    assert_eq!(got.dtype, want.dtype, "{what}: dtype");
-    assert_eq!(got.shape, want.shape, "{what}: shape");
-    assert!(got.as_bytes() == want.as_bytes(), "{what}: values differ from the hand-cast control");
+/// Calls the backend's `layer_norm` (eps 1e-5) directly: it is what burn-nn's `LayerNorm`
+/// reaches, and what the policy runs in f32.
+pub fn layer_norm<B: Backend, const D: usize>(x: Tensor<B, D>, gamma: Tensor<B, 1>, beta: Tensor<B, 1>) -> Tensor<B, D> {
+    let out = B::layer_norm(
+        x.into_primitive().tensor(),
+        gamma.into_primitive().tensor(),
+        Some(beta.into_primitive().tensor()),
+        1e-5,
+    );
+    Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
 #[macro_export]
@@ -92,6 +81,18 @@ macro_rules! autocast_tests {
         #[test]
         fn autocast_mlp_gradients() {
             $crate::autocast::gradients::mlp_gradients::<B>(&device());
+        }
+        #[test]
+        fn autocast_autodiff_outside_mixed() {
+            $crate::autocast::gradients::autodiff_outside_mixed::<B>(&device());
+        }
+        #[test]
+        fn autocast_transformer_block_gradients() {
+            $crate::autocast::gradients::transformer_block_gradients::<B>(&device());
+        }
+        #[test]
+        fn autocast_cast_cache_reuses_parameter_casts() {
+            $crate::autocast::gradients::cast_cache_reuses_parameter_casts::<B>(&device());
         }
         #[test]
         fn autocast_cnn_gradients() {

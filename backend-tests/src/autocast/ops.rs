@@ -10,11 +10,12 @@ use burn::tensor::ops::{
     AttentionModuleOptions, ConvOptions, ConvTransposeOptions, InterpolateMode,
     InterpolateOptions,
 };
-use burn::tensor::{FloatDType, IndexingUpdateOp, Int, Tensor, TensorData, TensorPrimitive, s};
+use burn::tensor::{FloatDType, IndexingUpdateOp, Int, Tensor, TensorData, s};
 use burn_mixed::Mixed;
 use burn_mixed::autocast::{AutocastGuard, widest};
 
-use super::{assert_identical, float_dtypes, half_dtypes, input};
+use super::{half_dtypes, input, layer_norm};
+use crate::support::{assert_bitwise_eq, supported_float_dtypes};
 
 /// Runs `$body` on `Mixed<B>` (inputs `$x` built in their dtype, autocast region `$region`
 /// if `Some`) and on bare `B` (inputs additionally cast to `$control`), and requires the
@@ -36,19 +37,8 @@ macro_rules! check {
             $(seed += 1; let $x: Tensor<B, _> = input($shape, seed, $dtype, $device).cast($control);)+
             $body.into_data()
         };
-        assert_identical(&format!("{} (region {:?})", $name, region), got, want);
+        assert_bitwise_eq(&format!("{} (region {:?})", $name, region), got, want);
     }};
-}
-
-/// Calls the backend's `layer_norm` directly: it is what burn-nn's `LayerNorm` reaches.
-fn layer_norm<B: Backend, const D: usize>(x: Tensor<B, D>, gamma: Tensor<B, 1>, beta: Tensor<B, 1>) -> Tensor<B, D> {
-    let out = B::layer_norm(
-        x.into_primitive().tensor(),
-        gamma.into_primitive().tensor(),
-        Some(beta.into_primitive().tensor()),
-        1e-5,
-    );
-    Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 
 fn index<B: Backend, const D: usize>(values: Vec<i64>, shape: [usize; D], device: &B::Device) -> Tensor<B, D, Int> {
@@ -85,7 +75,7 @@ pub fn lower_precision_ops<B: Backend>(device: &B::Device) {
             attention(q, k, v, None, None, AttentionModuleOptions::default()));
         check!("prelu", device, region: r, control: half, [x: [4, 6] => f32, alpha: [6] => f32], prelu(x, alpha));
         // f64 is never narrowed: an f64 matmul stays f64 inside a half region.
-        if float_dtypes::<B>(device).contains(&FloatDType::F64) {
+        if supported_float_dtypes::<B>(device).contains(&FloatDType::F64) {
             let f64 = FloatDType::F64;
             check!("f64 matmul", device, region: r, control: f64, [a: [4, 8] => f64, b: [8, 3] => f64], a.matmul(b));
         }
@@ -133,7 +123,7 @@ pub fn float32_ops<B: Backend>(device: &B::Device) {
 /// Promote ops, outside any region: for every pair of supported float dtypes the op runs
 /// in the widest, with no panic, and matches a control that casts both inputs to it.
 pub fn promote_ops<B: Backend>(device: &B::Device) {
-    let dtypes = float_dtypes::<B>(device);
+    let dtypes = supported_float_dtypes::<B>(device);
     for &d1 in &dtypes {
         for &d2 in dtypes.iter().filter(|d| **d != d1) {
             let w = widest(d1, d2);

@@ -6,7 +6,7 @@
 //! metadata (`name`, `ad_enabled`, dtype support) that `Mixed` forwards.
 
 use burn::backend::Autodiff;
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::loss::{MseLoss, Reduction};
 use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, MaxPool2d, MaxPool2dConfig};
@@ -14,10 +14,10 @@ use burn::nn::{Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::activation::{gelu, log_softmax, relu, sigmoid, softmax};
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{BoolStore, DType, Tensor, TensorData};
+use burn::tensor::{Bool, BoolStore, DType, Int, Tensor, TensorData};
 use burn_mixed::Mixed;
 
-use crate::support::{Outputs, assert_equivalent, float_tensor, uniform};
+use crate::support::{Outputs, assert_equivalent, bool_tensor, float_tensor, int_tensor, uniform};
 
 /// Three linear layers with relu between them.
 #[derive(Module, Debug)]
@@ -158,12 +158,13 @@ pub fn autodiff_mlp<B: Backend>(device: &B::Device) {
     assert_equivalent::<Autodiff<B>>(
         "autodiff_mlp",
         device,
-        mlp::<Autodiff<B>>,
-        mlp::<Mixed<Autodiff<B>>>,
+        mlp_scenario::<Autodiff<B>>,
+        mlp_scenario::<Mixed<Autodiff<B>>>,
     );
 }
 
-fn mlp<A: AutodiffBackend>(device: &A::Device, out: &mut Outputs) {
+/// The MLP scenario on any autodiff backend; see [`autodiff_mlp`].
+pub fn mlp_scenario<A: AutodiffBackend>(device: &A::Device, out: &mut Outputs) {
     let model = fill_params(Mlp::<A>::new(device), 300);
     record_params("initial", &model, out);
     let x = float_tensor::<A, 2>(device, [8, 6], 301, -1.0, 1.0).require_grad();
@@ -188,6 +189,8 @@ fn mlp<A: AutodiffBackend>(device: &A::Device, out: &mut Outputs) {
     let mut optimizer = SgdConfig::new().init::<A, Mlp<A>>();
     let model = optimizer.step(0.1, model, grads);
     record_params("after SGD step", &model, out);
+    // Validation runs on the inner backend (`Mixed<B>` when `Mixed` is outside).
+    out.push("valid() forward", model.valid().forward(x.inner()));
 }
 
 /// CNN: forward, MSE loss, every parameter's gradient, then two Adam steps (the second
@@ -196,12 +199,13 @@ pub fn autodiff_cnn<B: Backend>(device: &B::Device) {
     assert_equivalent::<Autodiff<B>>(
         "autodiff_cnn",
         device,
-        cnn::<Autodiff<B>>,
-        cnn::<Mixed<Autodiff<B>>>,
+        cnn_scenario::<Autodiff<B>>,
+        cnn_scenario::<Mixed<Autodiff<B>>>,
     );
 }
 
-fn cnn<A: AutodiffBackend>(device: &A::Device, out: &mut Outputs) {
+/// The CNN scenario on any autodiff backend; see [`autodiff_cnn`].
+pub fn cnn_scenario<A: AutodiffBackend>(device: &A::Device, out: &mut Outputs) {
     let mut model = fill_params(Cnn::<A>::new(device), 400);
     record_params("initial", &model, out);
     let x = float_tensor::<A, 4>(device, [2, 2, 8, 8], 401, -1.0, 1.0);
@@ -230,12 +234,13 @@ pub fn autodiff_tensor_ops<B: Backend>(device: &B::Device) {
     assert_equivalent::<Autodiff<B>>(
         "autodiff_tensor_ops",
         device,
-        tensor_ops::<Autodiff<B>>,
-        tensor_ops::<Mixed<Autodiff<B>>>,
+        tensor_ops_scenario::<Autodiff<B>>,
+        tensor_ops_scenario::<Mixed<Autodiff<B>>>,
     );
 }
 
-fn tensor_ops<A: AutodiffBackend>(device: &A::Device, out: &mut Outputs) {
+/// The tensor-level scenario on any autodiff backend; see [`autodiff_tensor_ops`].
+pub fn tensor_ops_scenario<A: AutodiffBackend>(device: &A::Device, out: &mut Outputs) {
     let x = float_tensor::<A, 2>(device, [4, 5], 501, -1.0, 1.0).require_grad();
     let w = float_tensor::<A, 2>(device, [5, 3], 502, -1.0, 1.0).require_grad();
     let b = float_tensor::<A, 2>(device, [4, 3], 503, -1.0, 1.0).require_grad();
@@ -259,7 +264,7 @@ fn tensor_ops<A: AutodiffBackend>(device: &A::Device, out: &mut Outputs) {
         0,
     );
     let loss = (joined * weights).sum();
-    let grads = loss.backward();
+    let mut grads = loss.backward();
     out.push(
         "softmax/log_softmax/cat/matmul: x gradient",
         x.grad(&grads).expect("x requires grad"),
@@ -271,6 +276,34 @@ fn tensor_ops<A: AutodiffBackend>(device: &A::Device, out: &mut Outputs) {
     out.push(
         "softmax/log_softmax/cat/matmul: b gradient",
         b.grad(&grads).expect("b requires grad"),
+    );
+    let doubled = x.grad(&grads).expect("x requires grad").mul_scalar(2.0);
+    x.grad_replace(&mut grads, doubled);
+    out.push(
+        "gradient after grad_replace",
+        x.grad(&grads).expect("replaced, not removed"),
+    );
+    out.push(
+        "grad_remove",
+        w.grad_remove(&mut grads).expect("w has a gradient"),
+    );
+    assert!(
+        w.grad(&grads).is_none(),
+        "grad_remove must take the gradient out"
+    );
+
+    // Moving between the autodiff backend and its inner backend, for every kind.
+    let inner = x.clone().inner();
+    out.push("inner float", inner.clone());
+    out.push("from_inner float", Tensor::<A, 2>::from_inner(inner));
+    let n = int_tensor::<A, 2>(device, [3, 4], 506, -9, 9);
+    out.push("inner int", n.clone().inner());
+    out.push("from_inner int", Tensor::<A, 2, Int>::from_inner(n.inner()));
+    let p = bool_tensor::<A, 2>(device, [3, 4], 507);
+    out.push("inner bool", p.clone().inner());
+    out.push(
+        "from_inner bool",
+        Tensor::<A, 2, Bool>::from_inner(p.inner()),
     );
 
     // A chain of element-wise and reducing ops, each with its own backward rule.
@@ -359,6 +392,16 @@ pub fn backend_metadata<B: Backend>(device: &B::Device) {
         );
     }
     Mixed::<B>::sync(device).expect("sync through Mixed");
+    Mixed::<B>::memory_cleanup(device);
+    let doubled = Mixed::<B>::memory_persistent_allocations(device, 21, |n: i32| n * 2);
+    assert_eq!(
+        doubled, 42,
+        "memory_persistent_allocations must run the closure"
+    );
+    let original = TensorData::new(vec![0.5f32, -1.0], [2]);
+    let mut staged = [original.clone()];
+    Mixed::<B>::staging(staged.iter_mut(), device);
+    crate::support::assert_bitwise_eq("staged data", staged[0].clone(), original);
     let data = TensorData::new(vec![1.0f32, 2.0, 3.0], [3]);
     let t = Tensor::<Mixed<B>, 1>::from_data(data.clone(), device);
     assert_eq!(t.device(), *device, "Mixed tensors live on B's device");

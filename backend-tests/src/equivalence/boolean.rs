@@ -32,7 +32,10 @@ fn bool_ops_run<B: Backend>(device: &B::Device, out: &mut Outputs) {
     );
     // `empty` leaves the values unspecified: only its metadata can be compared.
     let empty = Tensor::<B, 2, Bool>::empty([3, 2], device);
-    out.push_data("bool empty dims", TensorData::new(empty.dims().map(|d| d as i64).to_vec(), [2]));
+    out.push_data(
+        "bool empty dims",
+        TensorData::new(empty.dims().map(|d| d as i64).to_vec(), [2]),
+    );
     out.push(
         "triu_mask",
         Tensor::<B, 2, Bool>::triu_mask([4, 5], 1, device),

@@ -44,8 +44,15 @@ fn creation<B: Backend>(device: &B::Device, out: &mut Outputs) {
     out.push("full_like", x.full_like(-0.75));
     out.push("to_device (same device)", x.clone().to_device(device));
     out.push("detach (no autodiff)", x.clone().detach());
-    out.push("set_require_grad (no autodiff)", x.clone().set_require_grad(true));
-    assert_eq!(x.device(), *device, "tensors report the device they were made on");
+    out.push(
+        "set_require_grad (no autodiff)",
+        x.clone().set_require_grad(true),
+    );
+    assert_eq!(
+        x.device(),
+        *device,
+        "tensors report the device they were made on"
+    );
     // `empty` leaves the values unspecified: only its metadata can be compared.
     let empty = Tensor::<B, 3>::empty([2, 3, 4], device);
     out.push_value(

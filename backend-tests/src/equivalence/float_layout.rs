@@ -206,10 +206,14 @@ fn indexing<B: Backend>(device: &B::Device, out: &mut Outputs) {
     );
 
     // Rows (0, 1) and (3, 4) of a [4, 5] tensor are addressed by pairs of coordinates.
-    let pairs = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![0i64, 1, 3, 4, 0, 1], [3, 2]), device);
+    let pairs =
+        Tensor::<B, 2, Int>::from_data(TensorData::new(vec![0i64, 1, 3, 4, 0, 1], [3, 2]), device);
     out.push("gather_nd", x.clone().gather_nd::<2, 1>(pairs.clone()));
     let updates = float_tensor::<B, 1>(device, [3], 70, -1.0, 1.0);
-    out.push("scatter_nd add", x.clone().scatter_nd(pairs, updates, IndexingUpdateOp::Add));
+    out.push(
+        "scatter_nd add",
+        x.clone().scatter_nd(pairs, updates, IndexingUpdateOp::Add),
+    );
     let labels = int_tensor::<B, 1>(device, [6], 69, 0, 4);
     out.push("one_hot", labels.float().one_hot::<2>(4));
 }

@@ -53,7 +53,10 @@ fn creation<B: Backend>(device: &B::Device, out: &mut Outputs) {
     );
     // `empty` leaves the values unspecified: only its metadata can be compared.
     let empty = Tensor::<B, 2, Int>::empty([2, 7], device);
-    out.push_data("int empty dims", TensorData::new(empty.dims().map(|d| d as i64).to_vec(), [2]));
+    out.push_data(
+        "int empty dims",
+        TensorData::new(empty.dims().map(|d| d as i64).to_vec(), [2]),
+    );
     out.push(
         "cartesian_grid",
         Tensor::<B, 2, Int>::cartesian_grid::<_, 3>([2, 3], device),
@@ -95,7 +98,10 @@ fn arithmetic<B: Backend>(device: &B::Device, out: &mut Outputs) {
     out.push("int powi", small.clone().powi(exponent.clone()));
     out.push("int powi_scalar", small.clone().powi_scalar(3));
     let powi = B::int_powi_scalar_impl(small.clone().into_primitive(), Scalar::from(2i64));
-    out.push("int_powi_scalar_impl", Tensor::<B, 2, Int>::from_primitive(powi));
+    out.push(
+        "int_powi_scalar_impl",
+        Tensor::<B, 2, Int>::from_primitive(powi),
+    );
     out.push("int clamp", a.clone().clamp(-5, 5));
     out.push("int clamp_min", a.clone().clamp_min(0));
     out.push("int clamp_max", a.clone().clamp_max(2));

@@ -12,6 +12,7 @@
 
 pub mod activation;
 pub mod autodiff;
+pub mod autodiff_modules;
 pub mod boolean;
 pub mod float;
 pub mod float_layout;
@@ -22,6 +23,7 @@ pub mod transaction;
 
 pub use activation::activations;
 pub use autodiff::{autodiff_cnn, autodiff_mlp, autodiff_tensor_ops, backend_metadata};
+pub use autodiff_modules::{autodiff_module_backward, autodiff_over_mixed};
 pub use boolean::bool_ops;
 pub use float::{float_arithmetic, float_creation, float_dtypes, float_unary_math};
 pub use float_layout::{float_compare_sort, float_indexing, float_reductions, float_shape_ops};
@@ -41,7 +43,8 @@ macro_rules! equivalence_tests {
             int_ops, bool_ops,
             module_conv, module_pool_interpolate, module_layers,
             activations, quantized, transactions,
-            autodiff_mlp, autodiff_cnn, autodiff_tensor_ops, backend_metadata,
+            autodiff_mlp, autodiff_cnn, autodiff_tensor_ops, autodiff_module_backward,
+            autodiff_over_mixed, backend_metadata,
         );
     };
     (@tests $($family:ident),* $(,)?) => {

@@ -5,11 +5,11 @@
 //! (catching its panic); an op the bare backend cannot run is skipped, with the reason
 //! printed, and every op it can run must give the same bytes through `Mixed`.
 
-use burn::tensor::{Int, Tensor, TensorData};
 use burn::tensor::backend::Backend;
 use burn::tensor::quantization::{
     Calibration, QTensorPrimitive, QuantScheme, compute_q_params, compute_range,
 };
+use burn::tensor::{Int, Tensor, TensorData};
 use burn_mixed::Mixed;
 
 use crate::support::{Outputs, assert_equivalent, float_tensor, probe};
@@ -67,7 +67,8 @@ fn quant_op<B: Backend>(op: usize, device: &B::Device) -> TensorData {
         }
         9 => q.permute([1, 0]).flip([0]).dequantize().into_data(),
         10 => {
-            let picks = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![3i64, 0, 3], [3]), device);
+            let picks =
+                Tensor::<B, 1, Int>::from_data(TensorData::new(vec![3i64, 0, 3], [3]), device);
             q.select(0, picks).dequantize().into_data()
         }
         11 => Tensor::cat(vec![q.clone(), q], 1).dequantize().into_data(),
