@@ -146,6 +146,12 @@ impl MixedPrecision {
         })
     }
 
+    /// This configuration with the precision that will run on `device` (after an allowed
+    /// fallback), so that [`MixedPrecision::input`] converts for the dtype actually in use.
+    pub fn resolved<B: Backend>(&self, device: &B::Device) -> Result<Self, SetupError> {
+        Ok(Self { precision: self.resolve::<B>(device)?, ..self.clone() })
+    }
+
     /// Prepares `device` and `model` for the precision (no optimizer: inference).
     pub fn setup_module<B: Backend, M: Module<B>>(
         &self,
@@ -188,7 +194,8 @@ impl MixedPrecision {
     }
 
     /// Converts a float input to the dtype the model computes in under the `-true`
-    /// precisions (mixed precisions take f32 inputs and cast per op).
+    /// precisions (mixed precisions take f32 inputs and cast per op). After a fallback, call
+    /// it on [`MixedPrecision::resolved`].
     pub fn input<B: Backend, const D: usize>(&self, tensor: Tensor<B, D>) -> Tensor<B, D> {
         match self.precision.is_mixed() {
             true => tensor,

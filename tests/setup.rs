@@ -159,3 +159,18 @@ fn fallback_is_opt_in() {
         assert_eq!(MixedPrecision::new(p).resolve::<Train>(&device), Ok(p));
     }
 }
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn fallback_on_wgpu_resolves_to_f16_and_converts_inputs_for_it() {
+    type W = burn_mixed::Mixed<burn::backend::Wgpu>;
+    let device = Default::default();
+    let refused = MixedPrecision::new(Precision::TrueBf16).resolved::<W>(&device).err().expect("no bf16 on wgpu");
+    assert!(refused.to_string().contains("16-true"), "names what works: {refused}");
+    let mp = MixedPrecision::new(Precision::TrueBf16).with_fallback(true).resolved::<W>(&device).expect("f16 works");
+    assert_eq!(mp.precision(), Precision::True16);
+    let x = mp.input(Tensor::<W, 2>::ones([2, 2], &device));
+    assert_eq!(x.dtype(), DType::F16, "inputs follow the precision in force");
+    let mixed = MixedPrecision::new(Precision::MixedBf16).with_fallback(true).resolved::<W>(&device).expect("f16");
+    assert_eq!(mixed.precision(), Precision::Mixed16);
+}
