@@ -16,4 +16,4 @@ pub mod train;
 pub use backend::Mixed;
 pub use setup::{MixedPrecision, Prepared, SetupError};
 pub use scaler::{GradScaler, GradScalerConfig, PrecisionOptimizer};
-pub use precision::{PRECISION_ENV, Precision, PrecisionDType, PrecisionError};
+pub use precision::{PRECISION_ENV, Precision, PrecisionError};

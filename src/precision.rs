@@ -12,36 +12,12 @@
 use std::fmt;
 use std::str::FromStr;
 
+use burn::tensor::FloatDType;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
 /// Environment variable consulted by [`Precision::from_env`] and [`Precision::resolve`].
 pub const PRECISION_ENV: &str = "BURN_PRECISION";
-
-/// A floating-point dtype, described without depending on burn's own `DType`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum PrecisionDType {
-    /// IEEE 754 binary16.
-    F16,
-    /// bfloat16: f32's exponent range with an 8-bit significand.
-    BF16,
-    /// IEEE 754 binary32.
-    F32,
-    /// IEEE 754 binary64.
-    F64,
-}
-
-impl PrecisionDType {
-    /// Short lowercase name: `"f16"`, `"bf16"`, `"f32"` or `"f64"`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::F16 => "f16",
-            Self::BF16 => "bf16",
-            Self::F32 => "f32",
-            Self::F64 => "f64",
-        }
-    }
-}
 
 /// The precision a user asks to train in. Defaults to `32-true`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -66,8 +42,8 @@ type Spec = (
     &'static str,
     Option<&'static str>,
     Option<i64>,
-    PrecisionDType,
-    PrecisionDType,
+    FloatDType,
+    FloatDType,
 );
 
 /// Every accepted value, comma separated (strings quoted, integers bare), in the order
@@ -101,7 +77,7 @@ impl Precision {
     /// One table for names, aliases and dtypes, so parsing, the error message and the
     /// dtype queries cannot drift apart.
     const fn spec(self) -> Spec {
-        use PrecisionDType::*;
+        use FloatDType::*;
         match self {
             Self::True32 => ("32-true", Some("32"), Some(32), F32, F32),
             Self::True64 => ("64-true", Some("64"), Some(64), F64, F64),
@@ -142,12 +118,12 @@ impl Precision {
     }
 
     /// The dtype the forward and backward math runs in.
-    pub const fn compute_dtype(self) -> PrecisionDType {
+    pub const fn compute_dtype(self) -> FloatDType {
         self.spec().3
     }
 
     /// The dtype parameters (and optimizer state) are stored in.
-    pub const fn param_dtype(self) -> PrecisionDType {
+    pub const fn param_dtype(self) -> FloatDType {
         self.spec().4
     }
 
@@ -305,7 +281,7 @@ impl<'de> Deserialize<'de> for Precision {
 mod tests {
     use super::*;
     use Precision::*;
-    use PrecisionDType::*;
+    use FloatDType::*;
     use clap::Parser;
 
     /// Written out independently of `spec` so a typo there is caught.
@@ -377,7 +353,7 @@ mod tests {
             let dtypes = (p.compute_dtype(), p.param_dtype());
             assert_eq!(dtypes, (compute, param), "{p}");
         }
-        let names = [F16, BF16, F32, F64].map(PrecisionDType::name);
+        let names = [F16, BF16, F32, F64].map(crate::autocast::dtype_name);
         assert_eq!(names, ["f16", "bf16", "f32", "f64"]);
     }
 

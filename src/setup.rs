@@ -15,20 +15,10 @@ use burn::tensor::backend::{AutodiffBackend, Backend, get_device_settings, set_d
 use burn::tensor::{DType, FloatDType, Tensor};
 use core::fmt;
 
-use crate::autocast::{AutocastGuard, set_device_autocast};
+use crate::autocast::{AutocastGuard, dtype_name, set_device_autocast};
 use crate::convert::convert_module;
-use crate::precision::{Precision, PrecisionDType};
+use crate::precision::Precision;
 use crate::scaler::{GradScaler, GradScalerConfig, PrecisionOptimizer, ScalerConfigError};
-
-/// Burn's dtype for one of `Precision`'s.
-pub fn float_dtype(dtype: PrecisionDType) -> FloatDType {
-    match dtype {
-        PrecisionDType::F16 => FloatDType::F16,
-        PrecisionDType::BF16 => FloatDType::BF16,
-        PrecisionDType::F32 => FloatDType::F32,
-        PrecisionDType::F64 => FloatDType::F64,
-    }
-}
 
 /// Why a precision could not be set up.
 #[derive(Clone, Debug, PartialEq)]
@@ -118,7 +108,7 @@ impl MixedPrecision {
         let supported = |p: Precision| {
             [p.compute_dtype(), p.param_dtype()]
                 .into_iter()
-                .all(|d| B::supports_dtype(device, DType::from(float_dtype(d))))
+                .all(|d| B::supports_dtype(device, DType::from(d)))
         };
         if supported(self.precision) {
             return Ok(self.precision);
@@ -141,7 +131,7 @@ impl MixedPrecision {
         Err(SetupError::Unsupported {
             precision: self.precision,
             backend: B::name(device),
-            dtype: self.precision.compute_dtype().name(),
+            dtype: dtype_name(self.precision.compute_dtype()),
             working: Precision::ALL.into_iter().filter(|p| supported(*p)).collect(),
         })
     }
@@ -160,11 +150,11 @@ impl MixedPrecision {
     ) -> Result<(M, Precision), SetupError> {
         let precision = self.resolve::<B>(device)?;
         if precision.is_mixed() {
-            set_device_autocast::<B>(device, Some(float_dtype(precision.compute_dtype())));
+            set_device_autocast::<B>(device, Some(precision.compute_dtype()));
         } else {
             set_device_autocast::<B>(device, None);
         }
-        let param_dtype = float_dtype(precision.param_dtype());
+        let param_dtype = precision.param_dtype();
         if param_dtype == FloatDType::F32 {
             return Ok((model, precision));
         }
@@ -199,7 +189,7 @@ impl MixedPrecision {
     pub fn input<B: Backend, const D: usize>(&self, tensor: Tensor<B, D>) -> Tensor<B, D> {
         match self.precision.is_mixed() {
             true => tensor,
-            false => tensor.cast(float_dtype(self.precision.param_dtype())),
+            false => tensor.cast(self.precision.param_dtype()),
         }
     }
 
@@ -213,7 +203,7 @@ impl MixedPrecision {
     pub fn autocast<B: Backend, R>(&self, device: &B::Device, f: impl FnOnce() -> R) -> Result<R, SetupError> {
         let precision = self.resolve::<B>(device)?;
         let _region = match precision.is_mixed() {
-            true => AutocastGuard::enable::<B>(device, float_dtype(precision.compute_dtype()))
+            true => AutocastGuard::enable::<B>(device, precision.compute_dtype())
                 .expect("resolve checked the dtype"),
             false => AutocastGuard::disable(),
         };

@@ -37,6 +37,30 @@ impl<O> PrecisionOptimizer<O> {
         &self.inner
     }
 
+    /// The step shared by `step` and `step_multi`: outside autocast, and with a scaler,
+    /// unscale and check (`unscale` returns whether a gradient overflowed), then skip or
+    /// `step`.
+    fn guarded_step<M, G>(
+        &mut self,
+        module: M,
+        mut grads: G,
+        unscale: impl FnOnce(&M, &mut G, f64) -> bool,
+        step: impl FnOnce(&mut O, M, G) -> M,
+    ) -> M {
+        // The step makes new parameter leaves: casts cached from the old ones are stale.
+        clear_cast_cache();
+        no_autocast(|| {
+            let Some(scaler) = &self.scaler else {
+                return step(&mut self.inner, module, grads);
+            };
+            let found_inf = unscale(&module, &mut grads, scaler.inv_scale());
+            match Self::verdict(scaler, found_inf) {
+                Verdict::Skip => module,
+                Verdict::Step => step(&mut self.inner, module, grads),
+            }
+        })
+    }
+
     /// A collapse configured as an error stops training: `Optimizer::step` has no error
     /// channel, and carrying on would only feed NaNs forward.
     fn verdict(scaler: &GradScaler, found_inf: bool) -> Verdict {
@@ -58,39 +82,24 @@ where
     type Record = (O::Record, String);
 
     fn step(&mut self, lr: LearningRate, module: M, grads: GradientsParams) -> M {
-        // The step makes new parameter leaves: casts cached from the old ones are stale.
-        clear_cast_cache();
-        no_autocast(|| {
-            let Some(scaler) = &self.scaler else {
-                return self.inner.step(lr, module, grads);
-            };
-            let mut grads = grads;
-            let found_inf = unscale::<B, M>(&module, &mut grads, scaler.inv_scale());
-            match Self::verdict(scaler, found_inf) {
-                Verdict::Skip => module,
-                Verdict::Step => self.inner.step(lr, module, grads),
-            }
-        })
+        self.guarded_step(
+            module,
+            grads,
+            |module, grads, inv_scale| unscale::<B, M>(module, grads, inv_scale),
+            |inner, module, grads| inner.step(lr, module, grads),
+        )
     }
 
     fn step_multi(&mut self, lr: LearningRate, module: M, grads: MultiGradientsParams) -> M {
-        clear_cast_cache();
-        no_autocast(|| {
-            let Some(scaler) = &self.scaler else {
-                return self.inner.step_multi(lr, module, grads);
-            };
-            let mut grads = grads;
-            let inv_scale = scaler.inv_scale();
+        self.guarded_step(
+            module,
+            grads,
             // One check (one sync) per device's gradients.
-            let found_inf = grads
-                .grads
-                .iter_mut()
-                .fold(false, |found, (g, _)| unscale::<B, M>(&module, g, inv_scale) || found);
-            match Self::verdict(scaler, found_inf) {
-                Verdict::Skip => module,
-                Verdict::Step => self.inner.step_multi(lr, module, grads),
-            }
-        })
+            |module, grads, inv_scale| {
+                grads.grads.iter_mut().fold(false, |found, (g, _)| unscale::<B, M>(module, g, inv_scale) || found)
+            },
+            |inner, module, grads| inner.step_multi(lr, module, grads),
+        )
     }
 
     fn to_record(&self) -> Self::Record {
