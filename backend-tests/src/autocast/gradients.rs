@@ -3,7 +3,7 @@
 //! tolerance.
 
 use burn::backend::Autodiff;
-use burn::tensor::activation::relu;
+use burn::tensor::activation::{gelu, relu};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::module::{attention, avg_pool2d, conv2d, linear};
 use burn::tensor::ops::AttentionModuleOptions;
@@ -14,20 +14,35 @@ use burn_mixed::autocast::AutocastGuard;
 
 use super::{half_dtypes, layer_norm, sample};
 
-/// Norm-relative tolerance of a whole network's gradients, per autocast dtype.
+/// Tolerance of a whole network's gradients per autocast dtype, as a fraction of the f32
+/// gradient's norm: every element must satisfy `|g_i - ref_i| <= rtol * ||ref||`.
 ///
-/// Each op is checked bitwise against a hand-cast control in `ops.rs`; here the question is
-/// only whether a training signal survives. A gradient is a sum of many half-precision
-/// products, rounded several times along the chain (input, saved activation, incoming
-/// gradient, backward kernel output), and cancellation in the sum magnifies the relative
-/// error. Measured maxima over Flex, NdArray and Wgpu: f16 7.5e-3 (the CNN's conv weight),
-/// bf16 1.8e-2 (a transformer projection); PyTorch's per-op `assert_close` tolerances (1e-3,
-/// 1.6e-2) do not bound whole-network gradients. The bounds keep a margin over those.
-fn tolerance(dtype: FloatDType) -> f32 {
+/// The rtols are PyTorch's half-precision `assert_close` tolerances (f16 1e-3, bf16 1.6e-2).
+/// Scaling by the norm rather than by each element keeps elements near zero (where any
+/// rounding is a large relative change) from dominating, as an absolute tolerance would.
+/// Each op is also checked bitwise against a hand-cast control in `ops.rs`; here the
+/// question is whether the training signal survives the roundings along the chain.
+fn rtol(dtype: FloatDType) -> f32 {
     match dtype {
-        FloatDType::BF16 => 5e-2,
-        _ => 1.5e-2,
+        FloatDType::BF16 => 1.6e-2,
+        _ => 1e-3,
     }
+}
+
+/// Worst element error over the reference's norm, and the whole error's norm over the
+/// reference's norm (printed for the record, not asserted).
+fn errors(got: &[f32], want: &[f32]) -> (f32, f32) {
+    let norm = want.iter().map(|w| w * w).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
+    let worst = got.iter().zip(want).map(|(g, w)| (g - w).abs()).fold(0.0, f32::max);
+    let l2 = got.iter().zip(want).map(|(g, w)| (g - w).powi(2)).sum::<f32>().sqrt();
+    (worst / norm, l2 / norm)
+}
+
+fn assert_close(label: &str, got: &[f32], want: &[f32], half: FloatDType) {
+    let (worst, l2) = errors(got, want);
+    println!("{label} under {half:?}: max element error {worst:.2e} x norm (error norm {l2:.2e} x norm)");
+    assert!(worst <= rtol(half), "{label} under {half:?}: element error {worst:.3e} x norm > rtol {}", rtol(half));
+    assert!(worst > 0.0, "{label}: {half:?} autocast must change the arithmetic");
 }
 
 fn leaf<A: AutodiffBackend, const D: usize>(shape: [usize; D], seed: u64, device: &A::Device) -> Tensor<A, D> {
@@ -35,8 +50,19 @@ fn leaf<A: AutodiffBackend, const D: usize>(shape: [usize; D], seed: u64, device
     (Tensor::<A, D>::from_data(sample(shape, seed), device) - 0.5).require_grad()
 }
 
+/// Loss scale of a run: 16-mixed is f16 autocast plus loss scaling (without it, gradients
+/// of a few 1e-5 fall into f16's subnormal range and lose their digits); a power of two,
+/// so scaling and unscaling are exact in f32. bf16 shares f32's exponent range: no scaling.
+fn loss_scale(region: Option<FloatDType>) -> f32 {
+    match region {
+        Some(FloatDType::F16) => 65536.0,
+        _ => 1.0,
+    }
+}
+
 /// Runs `forward` on fresh f32 parameters (inside an autocast region when `region` is
-/// set), back-propagates, and returns each parameter's gradient as f32 values.
+/// set), back-propagates the loss (scaled under f16, as 16-mixed does), and returns each
+/// parameter's unscaled gradient as f32 values.
 fn gradients<A: AutodiffBackend>(
     device: &A::Device,
     region: Option<FloatDType>,
@@ -50,21 +76,17 @@ fn gradients<A: AutodiffBackend>(
         forward(&params)
     };
     assert_eq!(loss.dtype(), DType::F32, "losses are reduced in f32");
-    let grads = loss.backward();
+    let scale = loss_scale(region);
+    let grads = (loss * scale).backward();
     params
         .iter()
         .map(|p| {
             let g = p.grad(&grads).expect("every parameter takes part");
             assert_eq!(g.dtype(), DType::F32, "f32 parameters get f32 gradients");
-            g.into_data().to_vec::<f32>().expect("f32 data")
+            let g = g.into_data().to_vec::<f32>().expect("f32 data");
+            g.into_iter().map(|v| v / scale).collect()
         })
         .collect()
-}
-
-fn relative_error(got: &[f32], want: &[f32]) -> f32 {
-    let diff: f32 = got.iter().zip(want).map(|(g, w)| (g - w).powi(2)).sum::<f32>().sqrt();
-    let norm: f32 = want.iter().map(|w| w * w).sum::<f32>().sqrt();
-    diff / norm.max(f32::MIN_POSITIVE)
 }
 
 fn compare<B: Backend>(
@@ -77,10 +99,7 @@ fn compare<B: Backend>(
     for half in half_dtypes::<B>(device) {
         let mixed = gradients::<Mixed<Autodiff<B>>>(device, Some(half), &forward, shapes);
         for (i, (got, want)) in mixed.iter().zip(&reference).enumerate() {
-            let err = relative_error(got, want);
-            println!("{name} param {i} under {half:?}: relative gradient error {err:.2e}");
-            assert!(err <= tolerance(half), "{name} param {i} under {half:?}: relative error {err}");
-            assert!(err > 0.0, "{name} param {i}: {half:?} autocast must change the arithmetic");
+            assert_close(&format!("{name} param {i}"), got, want, half);
         }
     }
 }
@@ -100,17 +119,26 @@ pub fn mlp_gradients<B: Backend>(device: &B::Device) {
     compare::<B>("mlp", device, forward, &[[1, 1, 8, 32], [1, 1, 1, 32], [1, 1, 32, 4]]);
 }
 
-/// Conv, relu, average pooling and a linear head.
+/// Conv, gelu, average pooling and a linear head.
+///
+/// Gelu rather than relu: with relu, pre-activations within a half rounding of zero flip
+/// their mask, and the gradient changes by whole terms rather than by rounding (measured
+/// f16 conv-weight error 3.6e-3 x norm with relu, 1e-4 to 7e-4 with gelu, the same on Flex and
+/// Wgpu). Eight input channels and a batch of eight keep Flex on its gemm path: it sends
+/// convolutions with at most four input channels (the weight gradient is one, with the batch
+/// as its channels) to a direct kernel that accumulates f16 products in f16 (measured 3.5e-3
+/// x norm where Wgpu gives 6.4e-4 for the same 3-channel network).
 pub fn cnn_gradients<B: Backend>(device: &B::Device) {
     let forward = |p: &[Tensor<Mixed<Autodiff<B>>, 4>]| {
-        let x = Tensor::<Mixed<Autodiff<B>>, 4>::from_data(sample([2, 3, 8, 8], 3), device);
-        let conv_b = p[1].clone().reshape([4]);
-        let h = relu(conv2d(x, p[0].clone(), Some(conv_b), ConvOptions::new([1, 1], [1, 1], [1, 1], 1)));
+        // Zero-mean input, as a data pipeline's normalisation gives a CNN.
+        let x = Tensor::<Mixed<Autodiff<B>>, 4>::from_data(sample([8, 8, 8, 8], 3), device) - 0.5;
+        let conv_b = p[1].clone().reshape([8]);
+        let h = gelu(conv2d(x, p[0].clone(), Some(conv_b), ConvOptions::new([1, 1], [1, 1], [1, 1], 1)));
         let h = avg_pool2d(h, [2, 2], [2, 2], [0, 0], true, false);
-        let head = p[2].clone().reshape([64, 3]);
-        linear(h.reshape([2, 64]), head, None).powi_scalar(2).mean()
+        let head = p[2].clone().reshape([128, 3]);
+        linear(h.reshape([8, 128]), head, None).powi_scalar(2).mean()
     };
-    compare::<B>("cnn", device, forward, &[[4, 3, 3, 3], [1, 1, 1, 4], [1, 1, 64, 3]]);
+    compare::<B>("cnn", device, forward, &[[8, 8, 3, 3], [1, 1, 1, 8], [1, 1, 128, 3]]);
 }
 
 /// The other layering, `Autodiff<Mixed<B>>`: autodiff does not see Mixed's casts, so the
@@ -128,8 +156,7 @@ pub fn autodiff_outside_mixed<B: Backend>(device: &B::Device) {
     for half in half_dtypes::<B>(device) {
         let mixed = gradients::<Outer<B>>(device, Some(half), &forward, &shapes);
         for (i, (got, want)) in mixed.iter().zip(&reference).enumerate() {
-            let err = relative_error(got, want);
-            assert!(err <= tolerance(half), "param {i} under {half:?}: relative error {err}");
+            assert_close(&format!("Autodiff<Mixed> param {i}"), got, want, half);
         }
     }
 }
@@ -159,7 +186,9 @@ pub fn transformer_block_gradients<B: Backend>(device: &B::Device) {
 }
 
 /// A weight used eight times in one forward pass is cast once: one miss, seven hits; the
-/// gradient (accumulated in half, cast back once) still matches the f32 one.
+/// gradient (the eight contributions accumulated in half, cast back once) still matches
+/// the f32 one. The uses are side by side, on eight inputs, so that the comparison measures
+/// the shared cast rather than rounding compounded through a chain of layers.
 pub fn cast_cache_reuses_parameter_casts<B: Backend>(device: &B::Device) {
     use burn_mixed::autocast::{cast_cache_stats, reset_cast_cache_stats};
     type A<B> = Mixed<Autodiff<B>>;
@@ -167,12 +196,10 @@ pub fn cast_cache_reuses_parameter_casts<B: Backend>(device: &B::Device) {
         // A leaf used directly, as `Param::val()` hands it to a module's forward.
         let w: Tensor<A<B>, 2> = leaf([8, 8], 12, device);
         let _region = region.map(|d| AutocastGuard::enable::<A<B>>(device, d).expect("supported"));
-        let mut h = Tensor::<A<B>, 2>::from_data(sample([4, 8], 6), device);
-        // Gain 2 keeps activations (and so gradients) away from f16's underflow range.
-        for _ in 0..8 {
-            h = (h.matmul(w.clone()) * 2.0).tanh();
-        }
-        let grads = h.powi_scalar(2).sum().backward();
+        let outputs: Vec<_> = (0..8)
+            .map(|i| Tensor::<A<B>, 2>::from_data(sample([4, 8], 20 + i), device).matmul(w.clone()).tanh())
+            .collect();
+        let grads = Tensor::cat(outputs, 0).powi_scalar(2).sum().backward();
         let g = w.grad(&grads).expect("gradient");
         assert_eq!(g.dtype(), DType::F32);
         g.into_data().to_vec::<f32>().expect("f32")
@@ -183,7 +210,6 @@ pub fn cast_cache_reuses_parameter_casts<B: Backend>(device: &B::Device) {
         let got = run(Some(half));
         let stats = cast_cache_stats();
         assert_eq!((stats.misses, stats.hits), (1, 7), "{half:?}: {stats:?}");
-        let err = relative_error(&got, &reference);
-        assert!(err <= tolerance(half), "{half:?}: relative error {err}");
+        assert_close("reused weight", &got, &reference, half);
     }
 }
