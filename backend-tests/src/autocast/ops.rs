@@ -4,10 +4,11 @@
 use burn::tensor::activation::{log_softmax, prelu, softmax, softmin};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::{
-    attention, conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, interpolate, linear,
+    attention, conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d, ctc_loss,
+    deform_conv2d, interpolate, linear,
 };
 use burn::tensor::ops::{
-    AttentionModuleOptions, ConvOptions, ConvTransposeOptions, InterpolateMode,
+    AttentionModuleOptions, ConvOptions, ConvTransposeOptions, DeformConvOptions, InterpolateMode,
     InterpolateOptions,
 };
 use burn::tensor::{FloatDType, IndexingUpdateOp, Int, Tensor, TensorData, s};
@@ -70,6 +71,14 @@ pub fn lower_precision_ops<B: Backend>(device: &B::Device) {
         check!("conv_transpose2d", device, region: r, control: half,
             [x: [1, 3, 5, 5] => f32, w: [3, 2, 3, 3] => f32, bias: [2] => f32],
             conv_transpose2d(x, w, Some(bias), ConvTransposeOptions::new([1, 1], [0, 0], [0, 0], [1, 1], 1)));
+        check!("conv_transpose3d", device, region: r, control: half,
+            [x: [1, 2, 3, 3, 3] => f32, w: [2, 2, 2, 2, 2] => f32, bias: [2] => f32],
+            conv_transpose3d(x, w, Some(bias), ConvTransposeOptions::new([1, 1, 1], [0, 0, 0], [0, 0, 0], [1, 1, 1], 1)));
+        // Offsets of up to one pixel and a mask, so the bilinear sampling path is exercised.
+        check!("deform_conv2d", device, region: r, control: half,
+            [x: [1, 2, 5, 5] => f32, offset: [1, 18, 3, 3] => f32, w: [3, 2, 3, 3] => f32,
+             mask: [1, 9, 3, 3] => f32, bias: [3] => f32],
+            deform_conv2d(x, offset, w, Some(mask), Some(bias), DeformConvOptions::new([1, 1], [0, 0], [1, 1], 1, 1)));
         check!("attention", device, region: r, control: half,
             [q: [1, 2, 4, 8] => f32, k: [1, 2, 4, 8] => f32, v: [1, 2, 4, 8] => f32],
             attention(q, k, v, None, None, AttentionModuleOptions::default()));
@@ -112,6 +121,12 @@ pub fn float32_ops<B: Backend>(device: &B::Device) {
         check!("scatter_add", device, region: r, control: f32, [x: [3, 4] => half, v: [3, 2] => half], {
             let idx = index(vec![0, 3, 1, 1, 2, 0], [3, 2], &x.device());
             x.scatter(1, idx, v, IndexingUpdateOp::Add)
+        });
+        // Raw half scores stand in for log-probabilities: a log_softmax in front would
+        // already hand the loss f32 values, and the loss's own cast would go untested.
+        check!("ctc_loss", device, region: r, control: f32, [log_probs: [6, 2, 4] => half], {
+            let d = log_probs.device();
+            ctc_loss(log_probs, index(vec![1, 2, 3, 3], [2, 2], &d), index(vec![6, 5], [2], &d), index(vec![2, 1], [2], &d), 0)
         });
         check!("select_add", device, region: r, control: f32, [x: [4, 3] => half, v: [2, 3] => half], {
             let idx = index(vec![2, 2], [2], &x.device());
