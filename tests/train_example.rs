@@ -241,6 +241,15 @@ fn infer_reproduces_the_validation_accuracy() {
     assert_eq!(missing.code(), Some(1), "{}", missing.describe());
 }
 
+/// The run exited with status 2 and a message naming the backend and bf16, not a panic.
+#[cfg(any(feature = "ndarray", feature = "wgpu"))]
+fn assert_refused_bf16(run: &Run, backend: &str) {
+    assert_eq!(run.code(), Some(2), "{}", run.describe());
+    let stderr = run.stderr();
+    assert!(stderr.contains(backend) && stderr.contains("bf16"), "{}", run.describe());
+    assert!(!stderr.contains("panicked"), "{}", run.describe());
+}
+
 #[cfg(feature = "ndarray")]
 #[test]
 fn ndarray_trains_32_true_and_refuses_bf16() {
@@ -250,10 +259,7 @@ fn ndarray_trains_32_true_and_refuses_bf16() {
     let _ = std::fs::remove_dir_all(dir);
 
     let (run, dir) = train("ndarray-bf16", "ndarray", &["--precision", "bf16-mixed"], None);
-    assert_eq!(run.code(), Some(2), "{}", run.describe());
-    let stderr = run.stderr();
-    assert!(stderr.contains("ndarray") && stderr.contains("bf16"), "{}", run.describe());
-    assert!(!stderr.contains("panicked"), "{}", run.describe());
+    assert_refused_bf16(&run, "ndarray");
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -273,10 +279,7 @@ fn wgpu_trains_16_mixed_and_refuses_bf16() {
     let _ = std::fs::remove_dir_all(dir);
 
     let (run, dir) = train("wgpu-bf16", "wgpu", &["--precision", "bf16-mixed"], None);
-    assert_eq!(run.code(), Some(2), "{}", run.describe());
-    let stderr = run.stderr();
-    assert!(stderr.contains("wgpu") && stderr.contains("bf16"), "{}", run.describe());
-    assert!(!stderr.contains("panicked"), "{}", run.describe());
+    assert_refused_bf16(&run, "wgpu");
     let _ = std::fs::remove_dir_all(dir);
 
     // Opting in to the fallback trains in 16-mixed instead, and says so.

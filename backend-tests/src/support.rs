@@ -287,6 +287,22 @@ fn assert_same_labels(got: &Outputs, want: &Outputs) {
     );
 }
 
+/// [`assert_equivalent`] for the usual case: `equivalent!(family, device, run::<B>(args))`
+/// runs `run::<B>(device, out, args)` and `run::<Mixed<B>>(device, out, args)` and compares
+/// them. Scenarios that compose several runs, or compare other layerings, call
+/// [`assert_equivalent`] with their own closures.
+macro_rules! equivalent {
+    ($family:expr, $device:expr, $run:ident::<$bare:ty>($($arg:expr),* $(,)?)) => {
+        $crate::support::assert_equivalent::<$bare>(
+            $family,
+            $device,
+            |device, out| $run::<$bare>(device, out $(, $arg)*),
+            |device, out| $run::<burn_mixed::Mixed<$bare>>(device, out $(, $arg)*),
+        )
+    };
+}
+pub(crate) use equivalent;
+
 /// How many extra runs of the bare scenario [`assert_equivalent`] makes, on a mismatch, to
 /// tell a forwarding bug from a kernel that is not deterministic run to run.
 const BARE_RERUNS: usize = 4;
@@ -296,7 +312,8 @@ const BARE_RERUNS: usize = 4;
 /// every output is bitwise equal, and returns how many outputs were compared.
 ///
 /// Pass the same function instantiated twice, `run::<B>` and `run::<Mixed<B>>` (or two
-/// closures calling them). `family` names the test in the summary line printed on success.
+/// closures calling them; [`equivalent!`] writes that pair). `family` names the test in the
+/// summary line printed on success.
 ///
 /// Some kernels are not deterministic on their own (float atomics accumulate in whatever
 /// order the threads run, e.g. Wgpu's deform_conv2d input gradient). So on a mismatch the

@@ -4,18 +4,12 @@
 
 use burn::tensor::activation as act;
 use burn::tensor::backend::Backend;
-use burn_mixed::Mixed;
 
-use crate::support::{Outputs, assert_equivalent, float_tensor};
+use crate::support::{Outputs, equivalent, float_tensor};
 
 /// Every activation in `burn::tensor::activation`.
 pub fn activations<B: Backend>(device: &B::Device) {
-    assert_equivalent::<B>(
-        "activations",
-        device,
-        activations_run::<B>,
-        activations_run::<Mixed<B>>,
-    );
+    equivalent!("activations", device, activations_run::<B>());
 }
 
 fn activations_run<B: Backend>(device: &B::Device, out: &mut Outputs) {

@@ -17,7 +17,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Bool, BoolStore, DType, Int, Tensor, TensorData};
 use burn_mixed::Mixed;
 
-use crate::support::{Outputs, assert_equivalent, bool_tensor, float_tensor, int_tensor, uniform};
+use crate::support::{Outputs, bool_tensor, equivalent, float_tensor, int_tensor, uniform};
 
 /// Three linear layers with relu between them.
 #[derive(Module, Debug)]
@@ -155,12 +155,7 @@ fn record_params<B: Backend, M: Module<B>>(label: &str, module: &M, out: &mut Ou
 /// MLP: forward, MSE loss, every parameter's gradient, the input's gradient, then one SGD
 /// step and the updated parameters.
 pub fn autodiff_mlp<B: Backend>(device: &B::Device) {
-    assert_equivalent::<Autodiff<B>>(
-        "autodiff_mlp",
-        device,
-        mlp_scenario::<Autodiff<B>>,
-        mlp_scenario::<Mixed<Autodiff<B>>>,
-    );
+    equivalent!("autodiff_mlp", device, mlp_scenario::<Autodiff<B>>());
 }
 
 /// The MLP scenario on any autodiff backend; see [`autodiff_mlp`].
@@ -196,12 +191,7 @@ pub fn mlp_scenario<A: AutodiffBackend>(device: &A::Device, out: &mut Outputs) {
 /// CNN: forward, MSE loss, every parameter's gradient, then two Adam steps (the second
 /// uses the moment estimates kept by the first) and the updated parameters.
 pub fn autodiff_cnn<B: Backend>(device: &B::Device) {
-    assert_equivalent::<Autodiff<B>>(
-        "autodiff_cnn",
-        device,
-        cnn_scenario::<Autodiff<B>>,
-        cnn_scenario::<Mixed<Autodiff<B>>>,
-    );
+    equivalent!("autodiff_cnn", device, cnn_scenario::<Autodiff<B>>());
 }
 
 /// The CNN scenario on any autodiff backend; see [`autodiff_cnn`].
@@ -231,12 +221,7 @@ pub fn cnn_scenario<A: AutodiffBackend>(device: &A::Device, out: &mut Outputs) {
 /// `backward` through softmax / log_softmax / cat / matmul and other ops on plain tensors;
 /// `detach` and `require_grad`.
 pub fn autodiff_tensor_ops<B: Backend>(device: &B::Device) {
-    assert_equivalent::<Autodiff<B>>(
-        "autodiff_tensor_ops",
-        device,
-        tensor_ops_scenario::<Autodiff<B>>,
-        tensor_ops_scenario::<Mixed<Autodiff<B>>>,
-    );
+    equivalent!("autodiff_tensor_ops", device, tensor_ops_scenario::<Autodiff<B>>());
 }
 
 /// The tensor-level scenario on any autodiff backend; see [`autodiff_tensor_ops`].

@@ -24,7 +24,7 @@ use burn::tensor::ops::{
 use burn::tensor::{Int, Tensor, TensorData};
 use burn_mixed::Mixed;
 
-use crate::support::{Outputs, assert_equivalent, bare_supports, float_tensor, int_tensor};
+use crate::support::{Outputs, assert_equivalent, bare_supports, equivalent, float_tensor, int_tensor};
 
 /// A leaf tensor that requires grad, with deterministic values in `[-1, 1)`.
 fn leaf<A: AutodiffBackend, const D: usize>(
@@ -329,12 +329,7 @@ pub fn autodiff_module_backward<B: Backend>(device: &B::Device) {
         })
     })
     .collect();
-    assert_equivalent::<Autodiff<B>>(
-        "autodiff_module_backward (Mixed<Autodiff<B>>)",
-        device,
-        |device, out| backward_scenario::<Autodiff<B>>(device, out, &modes),
-        |device, out| backward_scenario::<Mixed<Autodiff<B>>>(device, out, &modes),
-    );
+    equivalent!("autodiff_module_backward (Mixed<Autodiff<B>>)", device, backward_scenario::<Autodiff<B>>(&modes));
     assert_equivalent::<Autodiff<B>>(
         "autodiff_module_backward (Autodiff<Mixed<B>>)",
         device,

@@ -2,18 +2,12 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, IndexingUpdateOp, Int, Tensor, TensorData};
-use burn_mixed::Mixed;
 
-use crate::support::{Outputs, assert_equivalent, bool_tensor, bools, float_tensor, int_tensor};
+use crate::support::{Outputs, bool_tensor, bools, equivalent, float_tensor, int_tensor};
 
 /// Every bool op in one test.
 pub fn bool_ops<B: Backend>(device: &B::Device) {
-    assert_equivalent::<B>(
-        "bool_ops",
-        device,
-        bool_ops_run::<B>,
-        bool_ops_run::<Mixed<B>>,
-    );
+    equivalent!("bool_ops", device, bool_ops_run::<B>());
 }
 
 fn bool_ops_run<B: Backend>(device: &B::Device, out: &mut Outputs) {

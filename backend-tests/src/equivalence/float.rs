@@ -3,11 +3,10 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Distribution, FloatDType, IntDType, Scalar, Tensor, TensorData};
-use burn_mixed::Mixed;
 
 use crate::support::{
-    Outputs, assert_equivalent, float_primitive, float_tensor, from_float_primitive, int_tensor,
-    rng_lock, supported_float_dtypes, supported_int_dtypes,
+    Outputs, equivalent, float_primitive, float_tensor, from_float_primitive, int_tensor, rng_lock,
+    supported_float_dtypes, supported_int_dtypes,
 };
 
 /// Records `$x.clone().$op()` under the op's name, for each listed no-argument op.
@@ -20,12 +19,7 @@ macro_rules! record_each {
 /// zeros / ones / full / eye / from_data in every supported dtype, `empty`'s metadata,
 /// and seeded random draws from every distribution.
 pub fn float_creation<B: Backend>(device: &B::Device) {
-    assert_equivalent::<B>(
-        "float_creation",
-        device,
-        creation::<B>,
-        creation::<Mixed<B>>,
-    );
+    equivalent!("float_creation", device, creation::<B>());
 }
 
 fn creation<B: Backend>(device: &B::Device, out: &mut Outputs) {
@@ -122,12 +116,7 @@ fn creation<B: Backend>(device: &B::Device, out: &mut Outputs) {
 
 /// Tensor-tensor, broadcast and tensor-scalar arithmetic, powers and matmul.
 pub fn float_arithmetic<B: Backend>(device: &B::Device) {
-    assert_equivalent::<B>(
-        "float_arithmetic",
-        device,
-        arithmetic::<B>,
-        arithmetic::<Mixed<B>>,
-    );
+    equivalent!("float_arithmetic", device, arithmetic::<B>());
 }
 
 fn arithmetic<B: Backend>(device: &B::Device, out: &mut Outputs) {
@@ -198,7 +187,7 @@ fn arithmetic<B: Backend>(device: &B::Device, out: &mut Outputs) {
 /// Every unary float op, on inputs inside its domain, plus NaN, infinities and signed
 /// zeros through the ops that must propagate them.
 pub fn float_unary_math<B: Backend>(device: &B::Device) {
-    assert_equivalent::<B>("float_unary_math", device, unary::<B>, unary::<Mixed<B>>);
+    equivalent!("float_unary_math", device, unary::<B>());
 }
 
 fn unary<B: Backend>(device: &B::Device, out: &mut Outputs) {
@@ -266,7 +255,7 @@ fn unary<B: Backend>(device: &B::Device, out: &mut Outputs) {
 /// run in each supported float dtype (Mixed's dtype hooks must stay inert on uniform
 /// inputs outside an autocast region).
 pub fn float_dtypes<B: Backend>(device: &B::Device) {
-    assert_equivalent::<B>("float_dtypes", device, dtypes::<B>, dtypes::<Mixed<B>>);
+    equivalent!("float_dtypes", device, dtypes::<B>());
 }
 
 fn dtypes<B: Backend>(device: &B::Device, out: &mut Outputs) {

@@ -3,20 +3,12 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{IndexingUpdateOp, Int, Tensor, TensorData, s};
-use burn_mixed::Mixed;
 
-use crate::support::{
-    Outputs, assert_equivalent, bare_supports, bool_tensor, float_tensor, int_tensor,
-};
+use crate::support::{Outputs, bare_supports, bool_tensor, equivalent, float_tensor, int_tensor};
 
 /// Full and per-dimension reductions, arg-reductions, cumulative ops and statistics.
 pub fn float_reductions<B: Backend>(device: &B::Device) {
-    assert_equivalent::<B>(
-        "float_reductions",
-        device,
-        reductions::<B>,
-        reductions::<Mixed<B>>,
-    );
+    equivalent!("float_reductions", device, reductions::<B>());
 }
 
 fn reductions<B: Backend>(device: &B::Device, out: &mut Outputs) {
@@ -78,12 +70,7 @@ fn reductions<B: Backend>(device: &B::Device, out: &mut Outputs) {
 
 /// Reshapes, permutations, slicing, concatenation, expansion, padding and unfolding.
 pub fn float_shape_ops<B: Backend>(device: &B::Device) {
-    assert_equivalent::<B>(
-        "float_shape_ops",
-        device,
-        shape_ops::<B>,
-        shape_ops::<Mixed<B>>,
-    );
+    equivalent!("float_shape_ops", device, shape_ops::<B>());
 }
 
 fn shape_ops<B: Backend>(device: &B::Device, out: &mut Outputs) {
@@ -154,12 +141,7 @@ fn shape_ops<B: Backend>(device: &B::Device, out: &mut Outputs) {
 
 /// gather / scatter / select / select_assign / take / mask_where / mask_fill / one_hot.
 pub fn float_indexing<B: Backend>(device: &B::Device) {
-    assert_equivalent::<B>(
-        "float_indexing",
-        device,
-        indexing::<B>,
-        indexing::<Mixed<B>>,
-    );
+    equivalent!("float_indexing", device, indexing::<B>());
 }
 
 fn indexing<B: Backend>(device: &B::Device, out: &mut Outputs) {
@@ -226,12 +208,7 @@ pub fn float_compare_sort<B: Backend>(device: &B::Device) {
             .argtopk(1, 1)
             .into_data()
     });
-    assert_equivalent::<B>(
-        "float_compare_sort",
-        device,
-        |device, out| compare_sort::<B>(device, out, argtopk),
-        |device, out| compare_sort::<Mixed<B>>(device, out, argtopk),
-    );
+    equivalent!("float_compare_sort", device, compare_sort::<B>(argtopk));
 }
 
 fn compare_sort<B: Backend>(device: &B::Device, out: &mut Outputs, argtopk: bool) {

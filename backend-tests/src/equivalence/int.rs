@@ -5,11 +5,10 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{
     Distribution, ElementConversion, FloatDType, IndexingUpdateOp, Int, Scalar, Tensor, TensorData,
 };
-use burn_mixed::Mixed;
 
 use crate::support::{
-    Outputs, assert_equivalent, bare_supports, bool_tensor, int_tensor, rng_lock,
-    supported_float_dtypes, supported_int_dtypes,
+    Outputs, bare_supports, bool_tensor, equivalent, int_tensor, rng_lock, supported_float_dtypes,
+    supported_int_dtypes,
 };
 
 /// Every int op family in one test: int tensors feed indices, masks and casts, so their
@@ -21,12 +20,7 @@ pub fn int_ops<B: Backend>(device: &B::Device) {
             .argtopk(1, 1)
             .into_data()
     });
-    assert_equivalent::<B>(
-        "int_ops",
-        device,
-        |device, out| int_ops_run::<B>(device, out, argtopk),
-        |device, out| int_ops_run::<Mixed<B>>(device, out, argtopk),
-    );
+    equivalent!("int_ops", device, int_ops_run::<B>(argtopk));
 }
 
 fn int_ops_run<B: Backend>(device: &B::Device, out: &mut Outputs, argtopk: bool) {

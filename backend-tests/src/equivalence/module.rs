@@ -16,16 +16,15 @@ use burn::tensor::ops::{
 };
 use burn::tensor::signal::{irfft, rfft};
 use burn::tensor::{Int, Tensor, TensorData};
-use burn_mixed::Mixed;
 
 use crate::support::{
-    Outputs, assert_equivalent, bare_supports, bool_tensor, float_primitive, float_tensor,
+    Outputs, bare_supports, bool_tensor, equivalent, float_primitive, float_tensor,
     from_float_primitive, int_tensor,
 };
 
 /// Convolutions of every rank and kind, with and without bias, stride, dilation, groups.
 pub fn module_conv<B: Backend>(device: &B::Device) {
-    assert_equivalent::<B>("module_conv", device, conv::<B>, conv::<Mixed<B>>);
+    equivalent!("module_conv", device, conv::<B>());
 }
 
 fn conv<B: Backend>(device: &B::Device, out: &mut Outputs) {
@@ -215,12 +214,7 @@ pub fn module_pool_interpolate<B: Backend>(device: &B::Device) {
             })
         })
         .collect();
-    assert_equivalent::<B>(
-        "module_pool_interpolate",
-        device,
-        |device, out| pool::<B>(device, out, &grid_options),
-        |device, out| pool::<Mixed<B>>(device, out, &grid_options),
-    );
+    equivalent!("module_pool_interpolate", device, pool::<B>(&grid_options));
 }
 
 fn grid_sample_options() -> Vec<GridSampleOptions> {
@@ -329,12 +323,7 @@ pub fn module_layers<B: Backend>(device: &B::Device) {
         let (re, im) = rfft(float_tensor::<B, 2>(device, [1, 4], 0, -1.0, 1.0), 1, None);
         irfft(re, im, 1, Some(4)).into_data()
     });
-    assert_equivalent::<B>(
-        "module_layers",
-        device,
-        |device, out| layers::<B>(device, out, fft),
-        |device, out| layers::<Mixed<B>>(device, out, fft),
-    );
+    equivalent!("module_layers", device, layers::<B>(fft));
 }
 
 fn layers<B: Backend>(device: &B::Device, out: &mut Outputs, fft: bool) {

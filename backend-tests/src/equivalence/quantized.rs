@@ -12,7 +12,7 @@ use burn::tensor::quantization::{
 use burn::tensor::{Int, Tensor, TensorData};
 use burn_mixed::Mixed;
 
-use crate::support::{Outputs, assert_equivalent, float_tensor, probe};
+use crate::support::{Outputs, equivalent, float_tensor, probe};
 
 /// The quantized ops compared, by name.
 const QUANT_OPS: [&str; 15] = [
@@ -110,10 +110,5 @@ pub fn quantized<B: Backend>(device: &B::Device) {
         scheme::<Mixed<B>>(),
         "Mixed must report its inner backend's scheme"
     );
-    assert_equivalent::<B>(
-        "quantized",
-        device,
-        |device, out| quantized_run::<B>(device, out, &supported),
-        |device, out| quantized_run::<Mixed<B>>(device, out, &supported),
-    );
+    equivalent!("quantized", device, quantized_run::<B>(&supported));
 }

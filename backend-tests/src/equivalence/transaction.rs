@@ -7,8 +7,8 @@ use burn::tensor::{Transaction, activation};
 use burn_mixed::Mixed;
 
 use crate::support::{
-    Outputs, assert_bitwise_eq, assert_equivalent, bare_supports, bool_tensor, float_tensor,
-    int_tensor, to_mixed,
+    Outputs, assert_bitwise_eq, bare_supports, bool_tensor, equivalent, float_tensor, int_tensor,
+    to_mixed,
 };
 
 /// Batched reads through `Transaction`, compared across backends and with direct reads.
@@ -17,12 +17,7 @@ pub fn transactions<B: Backend>(device: &B::Device) {
     let empty = bare_supports::<B, _>(device, "empty transaction", || {
         Transaction::<B>::default().execute()
     });
-    assert_equivalent::<B>(
-        "transactions",
-        device,
-        |device, out| transactions_run::<B>(device, out, empty),
-        |device, out| transactions_run::<Mixed<B>>(device, out, empty),
-    );
+    equivalent!("transactions", device, transactions_run::<B>(empty));
     moved_tensors_read_the_same::<B>(device);
 }
 
