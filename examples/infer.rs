@@ -109,19 +109,21 @@ fn wgpu_adapter() -> Result<(), String> {
 fn infer<B: Backend>(device: B::Device, backend: &str, args: &Args, config: &SavedConfig) -> Result<(), Failure> {
     let model = artifacts::load_model::<B>(&args.artifacts, config, &device).map_err(|m| (1, m))?;
     let mp = MixedPrecision::new(config.precision).with_fallback(args.allow_fallback);
-    let (model, precision) = mp.setup_module::<B, _>(&device, model).map_err(|e| {
+    let model = mp.setup_module::<B, _>(&device, model).map_err(|e| {
         let hint = match args.allow_fallback {
             false => " (--allow-fallback swaps f16 and bf16; --cpu runs on the CPU)",
             true => " (--cpu runs on the CPU)",
         };
         (2, format!("{e}{hint}"))
     })?;
-    let model = model.with_precision(MixedPrecision::new(precision));
+    let precision = model.precision();
+    let model = model.map_module(|m| m.with_precision(MixedPrecision::new(precision)));
 
     // The validation set, regenerated from the seed the training run saved.
     let samples = config.data.valid();
     let batch = data::batch::<B>(&samples, &device);
-    let logits = model.forward_f32(batch.features.clone());
+    // The forward pass runs inside the prepared model's precision region.
+    let logits = model.run(|m| m.forward_f32(batch.features.clone())).map_err(|e| (1, e.to_string()))?;
     let probabilities = softmax(logits, 1);
     let predicted = probabilities.clone().argmax(1).flatten::<1>(0, 1);
     let correct = predicted.clone().equal(batch.targets).int().sum().into_scalar().elem::<i64>();
@@ -145,7 +147,7 @@ fn infer<B: Backend>(device: B::Device, backend: &str, args: &Args, config: &Sav
         println!("  item {i:>3}: label {}, predicted {class} with p = {p:.3}{mark}", sample.label);
     }
     println!("accuracy: {accuracy:.4} ({correct}/{})", samples.len());
-    let param_dtype = format!("{:?}", model.first_weight().dtype()).to_lowercase();
+    let param_dtype = format!("{:?}", model.module().first_weight().dtype()).to_lowercase();
     let result = serde_json::json!({
         "precision": precision.as_str(),
         "trained_precision": config.precision.as_str(),

@@ -9,8 +9,10 @@
 //!
 //! The training code is plain burn-train: a `TrainStep` that calls `loss.backward()`, a
 //! `Learner` and `SupervisedTraining`. Mixed precision is `MixedPrecision::setup` on the
-//! model and optimizer, `MixedPrecision::input`/`output` in the model's forward pass, and
-//! two optional metrics for the loss scaler. Progress goes to stderr; stdout gets a summary
+//! model and optimizer (the model comes back bound to its precision, and burn-train runs its
+//! steps, training and validation, inside that precision on its own threads),
+//! `MixedPrecision::input`/`output` in the model's forward pass, and two optional metrics
+//! for the loss scaler. Progress goes to stderr; stdout gets a summary
 //! and, as its last line, one JSON object with the run's results.
 
 #[path = "train/artifacts.rs"]
@@ -219,7 +221,7 @@ fn run<X: Backend>(device: X::Device, backend: BackendKind, requested: Precision
         mp.setup::<Train<X>, _, _>(&device, model, AdamConfig::new().with_epsilon(adam_epsilon as f32).init()).map_err(Failure::usage)?;
     // After a fallback `precision` differs from `requested`; the model converts its inputs
     // for the precision actually in force.
-    let model = model.with_precision(MixedPrecision::new(precision));
+    let model = model.map_module(|m| m.with_precision(MixedPrecision::new(precision)));
 
     for (flag, value) in [("--batch-size", args.batch_size), ("--epochs", epochs), ("--steps", args.steps.unwrap_or(1))] {
         if value == 0 {
@@ -262,13 +264,16 @@ fn run<X: Backend>(device: X::Device, backend: BackendKind, requested: Precision
     );
     let trained = training.launch(Learner::new(model, optimizer, args.lr)).model;
 
-    // The trained model's inference version (`Mixed<X>`), on the whole validation set.
-    let valid_accuracy = model::accuracy(&trained, data::batch(&spec.valid(), &device));
-    let param_dtype = format!("{:?}", trained.first_weight().dtype()).to_lowercase();
+    // The trained model's inference version (`Mixed<X>`, as burn-train returns it), under
+    // its precision, on the whole validation set.
+    let valid_accuracy = trained
+        .run(|m| model::accuracy(m, data::batch(&spec.valid(), &device)))
+        .map_err(|e| Failure::io(e.to_string()))?;
+    let param_dtype = format!("{:?}", trained.module().first_weight().dtype()).to_lowercase();
     let final_loss = values.train("Loss");
 
     let saved = SavedConfig { precision, backend: backend.name().into(), data: spec, model: MODEL };
-    artifacts::save(&artifacts, trained, &saved).map_err(Failure::io)?;
+    artifacts::save(&artifacts, trained.into_module(), &saved).map_err(Failure::io)?;
 
     let outcome = Outcome {
         precision,

@@ -74,10 +74,11 @@ impl<A: AutodiffBackend> AutodiffBackend for Mixed<A> {
     type InnerBackend = Mixed<A::InnerBackend>;
     type Gradients = A::Gradients;
 
-    /// Under 16-mixed a `GradScaler` attached to the tensor's device publishes its scale;
-    /// the loss is multiplied by it here, so a user's `loss.backward()` needs no edit.
+    /// Inside a 16-mixed model's precision region the loss is multiplied here by the
+    /// region's loss scale, so a user's `loss.backward()` needs no edit; anywhere else the
+    /// loss is left as it is.
     fn backward(tensor: FloatTensor<Self>) -> Self::Gradients {
-        let tensor = match crate::scaler::active_loss_scale::<A>(|| A::float_device(&tensor)) {
+        let tensor = match crate::region::loss_scale_for_backward() {
             Some(scale) => A::float_mul_scalar(tensor, scale.into()),
             None => tensor,
         };

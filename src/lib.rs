@@ -1,19 +1,24 @@
 //! Automatic mixed precision for Burn 0.21.
 //!
 //! [`Mixed<B>`] wraps any Burn backend and runs each op in the precision the autocast
-//! policy gives it; [`Precision`] is the user's choice, in Lightning Fabric's vocabulary.
+//! policy gives it; [`Precision`] is the user's choice, in Lightning Fabric's vocabulary;
+//! [`MixedPrecision::setup`] binds a model to it ([`PrecisionModule`]), so the precision
+//! applies to that model's work, on whichever thread runs it, and to nothing else.
 
 pub mod autocast;
 mod backend;
 pub mod convert;
-mod device_map;
+mod module;
 mod ops;
 pub mod precision;
+pub mod region;
 pub mod scaler;
 pub mod setup;
 pub mod train;
 
 pub use backend::Mixed;
+pub use module::PrecisionModule;
+pub use region::{PrecisionRegion, RegionError, RegionGuard};
 pub use setup::{MixedPrecision, Prepared, SetupError};
 pub use scaler::{GradScaler, GradScalerConfig, PrecisionOptimizer};
 pub use precision::{PRECISION_ENV, Precision, PrecisionError};

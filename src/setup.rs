@@ -8,6 +8,14 @@
 //! | `bf16-mixed` | f32 | autocast to bf16 by default | outside autocast, never scaled |
 //! | `16-true` / `bf16-true` | f16 / bf16 | in the parameters' dtype | outside autocast |
 //! | `64-true` | f64 | in f64 | outside autocast |
+//!
+//! Setup changes nothing process-wide for the mixed precisions: the model comes back as a
+//! [`PrecisionModule`] whose region carries the precision (and the scaler), so the
+//! precision applies to that model's work, on any thread, and to nothing else, and ends
+//! when the prepared model and optimizer are dropped. The one process-wide effect is
+//! Burn's own: the `-true` precisions may make their dtype the device's default for new
+//! tensors, which Burn allows once per device and never undoes (see
+//! [`MixedPrecision::with_device_default_dtype`]).
 
 use burn::module::{AutodiffModule, Module};
 use burn::optim::Optimizer;
@@ -15,9 +23,11 @@ use burn::tensor::backend::{AutodiffBackend, Backend, get_device_settings, set_d
 use burn::tensor::{DType, FloatDType, Tensor};
 use core::fmt;
 
-use crate::autocast::{AutocastGuard, dtype_name, set_device_autocast};
+use crate::autocast::dtype_name;
 use crate::convert::convert_module;
+use crate::module::PrecisionModule;
 use crate::precision::Precision;
+use crate::region::PrecisionRegion;
 use crate::scaler::{GradScaler, GradScalerConfig, PrecisionOptimizer, ScalerConfigError};
 
 /// Why a precision could not be set up.
@@ -54,7 +64,9 @@ impl std::error::Error for SetupError {}
 
 /// A model and optimizer made ready for a precision by [`MixedPrecision::setup`].
 pub struct Prepared<M, O> {
-    pub model: M,
+    /// The model, bound to its precision: hand it to burn-train's `Learner` as it is, or
+    /// enter its region in a hand-written loop.
+    pub model: PrecisionModule<M>,
     pub optimizer: PrecisionOptimizer<O>,
     /// The precision in force (differs from the requested one only after a fallback).
     pub precision: Precision,
@@ -63,23 +75,42 @@ pub struct Prepared<M, O> {
 }
 
 /// A precision plus how to set it up.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct MixedPrecision {
     precision: Precision,
     fallback: bool,
     scaler: GradScalerConfig,
+    /// A scaler to share with models set up before (16-mixed only).
+    shared_scaler: Option<GradScaler>,
     default_dtype: bool,
+}
+
+impl PartialEq for MixedPrecision {
+    fn eq(&self, other: &Self) -> bool {
+        let same_shared = match (&self.shared_scaler, &other.shared_scaler) {
+            (Some(a), Some(b)) => a.same_as(b),
+            (a, b) => a.is_none() && b.is_none(),
+        };
+        self.precision == other.precision
+            && self.fallback == other.fallback
+            && self.scaler == other.scaler
+            && self.default_dtype == other.default_dtype
+            && same_shared
+    }
 }
 
 impl MixedPrecision {
     pub fn new(precision: Precision) -> Self {
-        Self { precision, fallback: false, scaler: GradScalerConfig::default(), default_dtype: true }
+        Self { precision, fallback: false, scaler: GradScalerConfig::default(), shared_scaler: None, default_dtype: true }
     }
 
     /// Whether the `-true` precisions make their dtype the device's default for new
-    /// tensors (default: yes). Burn fixes a device's default once per process, so turn
-    /// this off when other code in the process keeps using the device in f32 (tests, a
-    /// second model); inputs then go through [`MixedPrecision::input`].
+    /// tensors (default: yes). That default is Burn's, process-wide: Burn fixes it once per
+    /// device, before the device's first tensor, and nothing can undo it, so it outlives
+    /// the prepared model and applies to every model on the device. Turn this off when
+    /// other code in the process keeps using the device in f32 (tests, a second model);
+    /// inputs then go through [`MixedPrecision::input`]. The mixed precisions never touch
+    /// it.
     pub fn with_device_default_dtype(mut self, set: bool) -> Self {
         self.default_dtype = set;
         self
@@ -96,6 +127,15 @@ impl MixedPrecision {
     /// Loss-scaler settings for 16-mixed (ignored by every other precision).
     pub fn with_scaler(mut self, config: GradScalerConfig) -> Self {
         self.scaler = config;
+        self
+    }
+
+    /// Under 16-mixed, use `scaler` (e.g. another prepared model's) instead of a new one:
+    /// PyTorch's recipe for several models or optimizers trained from one loss (a GAN, a
+    /// model split into parts). Declare how many optimizers step per iteration with
+    /// [`GradScaler::set_optimizers_per_step`]. Ignored by every other precision.
+    pub fn with_shared_scaler(mut self, scaler: &GradScaler) -> Self {
+        self.shared_scaler = Some(scaler.clone());
         self
     }
 
@@ -142,45 +182,53 @@ impl MixedPrecision {
         Ok(Self { precision: self.resolve::<B>(device)?, ..self.clone() })
     }
 
-    /// Prepares `device` and `model` for the precision (no optimizer: inference).
+    /// Prepares `model` for the precision (no optimizer: inference). Call the model through
+    /// [`PrecisionModule::run`] or burn-train's `InferenceStep`.
     pub fn setup_module<B: Backend, M: Module<B>>(
         &self,
         device: &B::Device,
         model: M,
-    ) -> Result<(M, Precision), SetupError> {
+    ) -> Result<PrecisionModule<M>, SetupError> {
         let precision = self.resolve::<B>(device)?;
-        if precision.is_mixed() {
-            set_device_autocast::<B>(device, Some(precision.compute_dtype()));
-        } else {
-            set_device_autocast::<B>(device, None);
-        }
-        let param_dtype = precision.param_dtype();
-        if param_dtype == FloatDType::F32 {
-            return Ok((model, precision));
-        }
-        if self.default_dtype {
-            set_default_dtype::<B>(device, param_dtype);
-        }
-        Ok((convert_module(model, param_dtype), precision))
+        self.prepare_module::<B, M>(device, model, precision, None)
     }
 
-    /// Prepares `device`, `model` and `optimizer` for the precision: the counterpart of
-    /// `fabric.setup(model, optimizer)`.
+    /// Prepares `model` and `optimizer` for the precision: the counterpart of
+    /// `fabric.setup(model, optimizer)`. Hand both to burn-train's `Learner` unchanged.
     pub fn setup<B, M, O>(&self, device: &B::Device, model: M, optimizer: O) -> Result<Prepared<M, O>, SetupError>
     where
         B: AutodiffBackend,
         M: AutodiffModule<B>,
         O: Optimizer<M, B>,
     {
-        let (model, precision) = self.setup_module::<B, M>(device, model)?;
-        let scaler = if precision.uses_grad_scaler() {
-            let scaler = GradScaler::new(self.scaler).map_err(SetupError::Scaler)?;
-            scaler.attach::<B>(device);
-            Some(scaler)
-        } else {
-            None
+        let precision = self.resolve::<B>(device)?;
+        let scaler = match (precision.uses_grad_scaler(), &self.shared_scaler) {
+            (false, _) => None,
+            (true, Some(shared)) => Some(shared.clone()),
+            (true, None) => Some(GradScaler::new(self.scaler).map_err(SetupError::Scaler)?),
         };
+        let model = self.prepare_module::<B, M>(device, model, precision, scaler.clone())?;
         Ok(Prepared { model, optimizer: PrecisionOptimizer::new(optimizer, scaler.clone()), precision, scaler })
+    }
+
+    fn prepare_module<B: Backend, M: Module<B>>(
+        &self,
+        device: &B::Device,
+        model: M,
+        precision: Precision,
+        scaler: Option<GradScaler>,
+    ) -> Result<PrecisionModule<M>, SetupError> {
+        let param_dtype = precision.param_dtype();
+        let model = match param_dtype {
+            FloatDType::F32 => model,
+            _ => {
+                if self.default_dtype {
+                    set_default_dtype::<B>(device, param_dtype);
+                }
+                convert_module(model, param_dtype)
+            }
+        };
+        Ok(PrecisionModule::new(model, PrecisionRegion::new(precision, scaler)))
     }
 
     /// Converts a float input to the dtype the model computes in under the `-true`
@@ -199,15 +247,11 @@ impl MixedPrecision {
     }
 
     /// Runs `f` (e.g. a loss outside the model's forward) under the precision: autocast to
-    /// its half dtype for the mixed precisions, no autocast otherwise.
+    /// its half dtype for the mixed precisions, no autocast otherwise. No loss scaler: a
+    /// backward pass that must be scaled runs inside the prepared model's region.
     pub fn autocast<B: Backend, R>(&self, device: &B::Device, f: impl FnOnce() -> R) -> Result<R, SetupError> {
-        let precision = self.resolve::<B>(device)?;
-        let _region = match precision.is_mixed() {
-            true => AutocastGuard::enable::<B>(device, precision.compute_dtype())
-                .expect("resolve checked the dtype"),
-            false => AutocastGuard::disable(),
-        };
-        Ok(f())
+        let region = PrecisionRegion::new(self.resolve::<B>(device)?, None);
+        Ok(region.run_or_panic(f))
     }
 }
 

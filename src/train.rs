@@ -1,6 +1,14 @@
-//! burn-train glue: metrics that put the loss scaler in the training display.
+//! burn-train glue: the prepared model's step traits, and metrics that put the loss scaler
+//! in the training display.
 //!
-//! Register them with `SupervisedTraining::metric_train_numeric(LossScaleMetric::new(&scaler))`.
+//! `PrecisionModule<M>` implements `TrainStep` and `InferenceStep` by running the user's
+//! model's own steps inside the precision region, on whichever thread burn-train calls them
+//! (its worker threads included): the user's `TrainStep` is unchanged, its `loss.backward()`
+//! is scaled under 16-mixed, and validation runs under the training precision. The default
+//! `optimize` steps the prepared optimizer (`PrecisionOptimizer`); a model's own `optimize`
+//! override is not reached through the wrapper, because its optimizer type is the inner one.
+//!
+//! Register the metrics with `SupervisedTraining::metric_train_numeric(LossScaleMetric::new(&scaler))`.
 //! Their input is `()`, so they work with any training output. Metrics are updated from a
 //! step's output, before that step's optimizer update, so the values shown are the scale
 //! the step's loss was multiplied by and the skips up to the previous step.
@@ -13,7 +21,28 @@ use burn::train::metric::{
     SerializedEntry,
 };
 
+use burn::train::{InferenceStep, TrainOutput, TrainStep};
+
+use crate::module::PrecisionModule;
 use crate::scaler::GradScaler;
+
+impl<M: TrainStep> TrainStep for PrecisionModule<M> {
+    type Input = M::Input;
+    type Output = M::Output;
+
+    fn step(&self, item: M::Input) -> TrainOutput<M::Output> {
+        self.run_or_panic(|model| model.step(item))
+    }
+}
+
+impl<M: InferenceStep> InferenceStep for PrecisionModule<M> {
+    type Input = M::Input;
+    type Output = M::Output;
+
+    fn step(&self, item: M::Input) -> M::Output {
+        self.run_or_panic(|model| model.step(item))
+    }
+}
 
 /// Which number of the scaler a [`ScalerMetric`] shows.
 #[derive(Clone, Copy, Debug)]

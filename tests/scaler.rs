@@ -8,12 +8,21 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::FloatDType;
+use burn::tensor::{FloatDType, Tensor};
 use burn_mixed::autocast::autocast;
-use burn_mixed::{GradScalerConfig, MixedPrecision, Precision};
-use common::{DeviceLock, Net, Train, data, param_state_bytes, record_bytes};
+use burn_mixed::{GradScalerConfig, MixedPrecision, Precision, PrecisionModule};
+use common::{Net, Train, data, param_state_bytes, record_bytes};
 
 type Inner = <Train as AutodiffBackend>::InnerBackend;
+
+/// The gradients of `loss(model)`, computed as a hand-written loop does: inside the
+/// prepared model's region, where `backward` scales the loss under 16-mixed.
+fn grads_in_region(
+    model: &PrecisionModule<Net<Train>>,
+    loss: impl FnOnce(&Net<Train>) -> Tensor<Train, 1>,
+) -> GradientsParams {
+    model.run(|net| GradientsParams::from_grads(loss(net).backward(), net)).expect("no other region is open")
+}
 
 /// Losses of a regression trained for `steps` SGD steps whose loss is multiplied by
 /// 1e-7 (and the learning rate by 1e7): in f16, its gradients underflow to zero.
@@ -27,20 +36,18 @@ fn tiny_loss_run(mp: MixedPrecision, steps: usize) -> (Vec<f32>, Vec<u8>, Vec<u8
     let y = x.clone().sum_dim(1) * 0.25;
     let mut losses = Vec::new();
     for _ in 0..steps {
-        let loss = (model.forward(x.clone()) - y.clone()).powi_scalar(2).mean() * 1e-7;
-        losses.push(loss.clone().into_scalar() * 1e7);
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grads = grads_in_region(&model, |net| {
+            let loss = (net.forward(x.clone()) - y.clone()).powi_scalar(2).mean() * 1e-7;
+            losses.push(loss.clone().into_scalar() * 1e7);
+            loss
+        });
         model = optim.step(2e6, model, grads);
-    }
-    if let Some(s) = prepared.scaler {
-        s.detach();
     }
     (losses, initial_bytes, record_bytes(model.into_record()))
 }
 
 #[test]
 fn scaler_rescues_underflowing_f16_gradients() {
-    let _lock = DeviceLock::take();
     let steps = 15;
     let (f32_losses, _, _) = tiny_loss_run(MixedPrecision::new(Precision::True32), steps);
     let unscaled = MixedPrecision::new(Precision::Mixed16).with_scaler(GradScalerConfig::default().with_enabled(false));
@@ -57,7 +64,6 @@ fn scaler_rescues_underflowing_f16_gradients() {
 /// inf), and checks each step against the scaler's verdict.
 #[test]
 fn overflowing_steps_are_skipped_bit_identically() {
-    let _lock = DeviceLock::take();
     let device = Default::default();
     let prepared = MixedPrecision::new(Precision::Mixed16)
         .setup::<Train, _, _>(&device, Net::new(&device, 8, 4), AdamConfig::new().init())
@@ -68,11 +74,10 @@ fn overflowing_steps_are_skipped_bit_identically() {
     let poison = [(2, f32::NAN), (5, f32::INFINITY), (6, f32::NEG_INFINITY)];
     let mut scales = Vec::new();
     for step in 0..8 {
-        let loss = model.forward(x.clone()).powi_scalar(2).mean();
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let mut grads = grads_in_region(&model, |net| net.forward(x.clone()).powi_scalar(2).mean());
         let poisoned = poison.iter().find(|(s, _)| *s == step).map(|(_, v)| *v);
         if let Some(value) = poisoned {
-            let id = model.hidden.weight.id;
+            let id = model.module().hidden.weight.id;
             let g = grads.remove::<Inner, 2>(id).expect("gradient");
             grads.register::<Inner, 2>(id, g.slice_fill([0..1, 0..1], value));
         }
@@ -90,11 +95,10 @@ fn overflowing_steps_are_skipped_bit_identically() {
     assert_eq!(scaler.skipped_steps(), 3);
     let s = 65536.0;
     assert_eq!(scales, vec![s, s, s / 2.0, s / 2.0, s / 2.0, s / 4.0, s / 8.0, s / 8.0]);
-    scaler.detach();
 }
 
 type AdamOptim = burn::optim::adaptor::OptimizerAdaptor<burn::optim::Adam, Net<Train>, Train>;
-type OptimRecord = <burn_mixed::PrecisionOptimizer<AdamOptim> as Optimizer<Net<Train>, Train>>::Record;
+type OptimRecord = <burn_mixed::PrecisionOptimizer<AdamOptim> as Optimizer<PrecisionModule<Net<Train>>, Train>>::Record;
 
 /// Trains the global steps `range` (overflowing at steps 1, 4 and 5) from `model` and,
 /// when resuming, from a saved optimizer record; returns the scale after each step, the
@@ -119,23 +123,20 @@ fn resumable_run(
     let x = data::<Train>(16, 8, 9, &device);
     let mut scales = Vec::new();
     for step in range {
-        let loss = model.forward(x.clone()).powi_scalar(2).mean();
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let mut grads = grads_in_region(&model, |net| net.forward(x.clone()).powi_scalar(2).mean());
         if [1, 4, 5].contains(&step) {
-            let id = model.head.bias.as_ref().expect("bias").id;
+            let id = model.module().head.bias.as_ref().expect("bias").id;
             let g = grads.remove::<Inner, 1>(id).expect("gradient");
             grads.register::<Inner, 1>(id, g.mul_scalar(f32::INFINITY));
         }
         model = optim.step(1e-2, model, grads);
         scales.push(scaler.scale());
     }
-    scaler.detach();
-    (scales, model, optim.to_record())
+    (scales, model.into_module(), optim.to_record())
 }
 
 #[test]
 fn resuming_from_a_checkpoint_continues_the_trajectory() {
-    let _lock = DeviceLock::take();
     let device = Default::default();
     let start = Net::<Train>::new(&device, 8, 4);
     let fresh = |record| Net::<Train>::new(&device, 8, 4).load_record(record);
@@ -152,7 +153,6 @@ fn resuming_from_a_checkpoint_continues_the_trajectory() {
 
 #[test]
 fn collapse_is_a_clear_error() {
-    let _lock = DeviceLock::take();
     let device = Default::default();
     let config = GradScalerConfig::default().with_max_consecutive_skips(3);
     let prepared = MixedPrecision::new(Precision::Mixed16)
@@ -163,8 +163,7 @@ fn collapse_is_a_clear_error() {
     let (mut model, mut optim) = (prepared.model, prepared.optimizer);
     let x = data::<Train>(8, 8, 1, &device);
     for step in 0..3 {
-        let loss = model.forward(x.clone()).sum() * f32::INFINITY;
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grads = grads_in_region(&model, |net| net.forward(x.clone()).sum() * f32::INFINITY);
         let result = catch_unwind(AssertUnwindSafe(|| optim.step(1e-3, model.clone(), grads)));
         match step {
             0 | 1 => model = result.expect("first overflows are skipped"),
@@ -176,12 +175,11 @@ fn collapse_is_a_clear_error() {
             }
         }
     }
-    scaler.detach();
+    assert_eq!(scaler.skipped_steps(), 3, "the third overflow was counted before training stopped");
 }
 
 #[test]
 fn bf16_mixed_never_scales() {
-    let _lock = DeviceLock::take();
     let device = Default::default();
     let net = Net::<Train>::new(&device, 8, 4);
     let record = net.clone().into_record();
@@ -195,7 +193,8 @@ fn bf16_mixed_never_scales() {
         .setup::<Train, _, _>(&device, Net::<Train>::new(&device, 8, 4).load_record(record), SgdConfig::new().init())
         .expect("flex has bf16");
     assert!(prepared.scaler.is_none() && prepared.optimizer.scaler().is_none());
-    assert_eq!(grads_of(&prepared.model).as_bytes(), manual.as_bytes(), "no loss scaling under bf16-mixed");
+    let prepared_grads = prepared.model.run(grads_of).expect("no other region is open");
+    assert_eq!(prepared_grads.as_bytes(), manual.as_bytes(), "no loss scaling under bf16-mixed");
 }
 
 /// Gradient accumulation as burn-train does it: each micro-batch's loss is scaled by the
@@ -204,23 +203,21 @@ fn bf16_mixed_never_scales() {
 #[test]
 fn gradient_accumulation_scales_every_micro_batch_and_steps_once() {
     use burn::optim::GradientsAccumulator;
-    let _lock = DeviceLock::take();
     let device = Default::default();
     let train = |mp: MixedPrecision| {
         let prepared = mp.setup::<Train, _, _>(&device, Net::new(&device, 8, 4), SgdConfig::new().init()).expect("flex");
         let (model, mut optim) = (prepared.model, prepared.optimizer);
         let mut accumulator = GradientsAccumulator::new();
         for seed in [21, 22, 23] {
-            let loss = model.forward(data::<Train>(8, 8, seed, &device)).powi_scalar(2).mean();
-            accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+            let grads = grads_in_region(&model, |net| net.forward(data::<Train>(8, 8, seed, &device)).powi_scalar(2).mean());
+            accumulator.accumulate(&model, grads);
         }
         let model = optim.step(0.1, model, accumulator.grads());
         if let Some(s) = &prepared.scaler {
             assert_eq!(s.state().steps, 1, "one scale update per optimizer step");
             assert_eq!(s.skipped_steps(), 0);
-            s.detach();
         }
-        model.hidden.weight.val().into_data().to_vec::<f32>().expect("f32")
+        model.module().hidden.weight.val().into_data().to_vec::<f32>().expect("f32")
     };
     let reference = train(MixedPrecision::new(Precision::True32));
     let mixed = train(MixedPrecision::new(Precision::Mixed16));
@@ -234,25 +231,24 @@ fn gradient_accumulation_scales_every_micro_batch_and_steps_once() {
 /// scaler: one scale update per iteration, after both have stepped.
 #[test]
 fn optimizers_sharing_a_scaler_update_it_once_per_iteration() {
-    use burn_mixed::{GradScaler, PrecisionOptimizer};
-    let _lock = DeviceLock::take();
+    use burn_mixed::GradScaler;
     let device = Default::default();
     let scaler = GradScaler::new(GradScalerConfig::default().with_growth_interval(1)).expect("valid");
-    scaler.attach::<Train>(&device);
     scaler.set_optimizers_per_step(2);
-    let mut first = PrecisionOptimizer::new(SgdConfig::new().init::<Train, Net<Train>>(), Some(scaler.clone()));
-    let mut second = PrecisionOptimizer::new(SgdConfig::new().init::<Train, Net<Train>>(), Some(scaler.clone()));
-    let mut model = Net::<Train>::new(&device, 8, 4);
+    let mp = MixedPrecision::new(Precision::Mixed16).with_shared_scaler(&scaler);
+    let first = mp.setup::<Train, _, _>(&device, Net::new(&device, 8, 4), SgdConfig::new().init()).expect("f16");
+    let second = mp.setup::<Train, _, _>(&device, Net::new(&device, 8, 4), SgdConfig::new().init()).expect("f16");
+    assert!(first.scaler.as_ref().is_some_and(|s| s.same_as(&scaler)), "setup uses the shared scaler");
+    // The second optimizer steps the first model (two optimizers, one model); the model's
+    // region has the same scaler, so its backward passes are scaled by the shared scale.
+    let (mut model, mut first, mut second) = (first.model, first.optimizer, second.optimizer);
     for iteration in 1..=3u64 {
-        let loss = model.forward(data::<Train>(8, 8, 30, &device)).powi_scalar(2).mean();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grads = grads_in_region(&model, |net| net.forward(data::<Train>(8, 8, 30, &device)).powi_scalar(2).mean());
         model = first.step(1e-3, model, grads);
         assert_eq!(scaler.state().steps, iteration - 1, "no update after the first optimizer");
-        let loss = model.forward(data::<Train>(8, 8, 31, &device)).powi_scalar(2).mean();
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grads = grads_in_region(&model, |net| net.forward(data::<Train>(8, 8, 31, &device)).powi_scalar(2).mean());
         model = second.step(1e-3, model, grads);
         assert_eq!(scaler.state().steps, iteration, "one update after the second");
     }
     assert_eq!(scaler.scale(), 65536.0 * 8.0, "grew once per iteration (interval 1)");
-    scaler.detach();
 }

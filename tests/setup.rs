@@ -7,9 +7,9 @@ use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::{DType, FloatDType};
-use burn_mixed::autocast::{AutocastState, autocast_state, device_autocast};
+use burn_mixed::autocast::{AutocastState, autocast_state};
 use burn_mixed::{MixedPrecision, Precision};
-use common::{DeviceLock, Net, Train, data};
+use common::{Net, Train, data};
 
 /// Every float parameter's dtype.
 fn param_dtypes<B: Backend, M: Module<B>>(module: &M) -> Vec<DType> {
@@ -26,35 +26,41 @@ fn param_dtypes<B: Backend, M: Module<B>>(module: &M) -> Vec<DType> {
 
 #[test]
 fn bf16_mixed_keeps_f32_parameters_and_gradients() {
-    let _lock = DeviceLock::take();
     let device = Default::default();
     let mp = MixedPrecision::new(Precision::MixedBf16);
     let net = Net::<Train>::new(&device, 8, 4);
     let prepared = mp.setup::<Train, _, _>(&device, net, AdamConfig::new().init()).expect("flex has bf16");
     assert_eq!(prepared.precision, Precision::MixedBf16);
     assert!(prepared.scaler.is_none(), "bf16-mixed never scales");
-    assert_eq!(device_autocast::<Train>(&device), Some(FloatDType::BF16));
+    assert_eq!(prepared.model.precision(), Precision::MixedBf16);
 
     let net = prepared.model;
     assert!(param_dtypes::<Train, _>(&net).iter().all(|d| *d == DType::F32));
-    let logits = net.forward(data(4, 8, 1, &device));
-    assert_eq!(logits.dtype(), DType::BF16, "linear runs under the device's autocast default");
-    let out = mp.output(logits);
-    assert_eq!(out.dtype(), DType::F32, "outputs come back in f32");
-    let loss = out.powi_scalar(2).mean();
-    assert_eq!(loss.dtype(), DType::F32);
-    let grads = GradientsParams::from_grads(loss.backward(), &net);
-    let weight = grads.get::<<Train as burn::tensor::backend::AutodiffBackend>::InnerBackend, 2>(net.hidden.weight.id);
+    let (logits, grads) = net
+        .run(|model| {
+            let logits = model.forward(data(4, 8, 1, &device));
+            assert_eq!(autocast_state(), AutocastState::Enabled(FloatDType::BF16));
+            let out = mp.output(logits.clone());
+            assert_eq!(out.dtype(), DType::F32, "outputs come back in f32");
+            let loss = out.powi_scalar(2).mean();
+            assert_eq!(loss.dtype(), DType::F32);
+            (logits, GradientsParams::from_grads(loss.backward(), model))
+        })
+        .expect("no other region is open");
+    assert_eq!(logits.dtype(), DType::BF16, "linear runs under autocast inside the model's region");
+    let weight = grads.get::<<Train as burn::tensor::backend::AutodiffBackend>::InnerBackend, 2>(net.module().hidden.weight.id);
     assert_eq!(weight.expect("hidden weight has a gradient").dtype(), DType::F32);
+    assert_eq!(autocast_state(), AutocastState::Outside, "the region ends with the call");
+    assert_eq!(net.module().forward(data(4, 8, 1, &device)).dtype(), DType::F32, "outside it, nothing autocasts");
 
-    // The inference model (`valid()`) runs on Mixed<Flex>, under the same device default.
+    // The inference model (`valid()`) runs on Mixed<Flex>, under the same precision.
     let valid = net.valid();
-    assert_eq!(valid.forward(data(2, 8, 2, &device)).dtype(), DType::BF16);
+    assert_eq!(valid.precision(), Precision::MixedBf16);
+    assert_eq!(valid.run(|m| m.forward(data(2, 8, 2, &device)).dtype()), Ok(DType::BF16));
 }
 
 #[test]
 fn bf16_true_converts_parameters() {
-    let _lock = DeviceLock::take();
     let device = Default::default();
     let net = Net::<Train>::new(&device, 8, 4);
     let ids: Vec<_> = [net.hidden.weight.id, net.head.weight.id].into();
@@ -63,9 +69,9 @@ fn bf16_true_converts_parameters() {
     let prepared = mp.setup::<Train, _, _>(&device, net, AdamConfig::new().init()).expect("flex has bf16");
     let net = prepared.model;
     assert!(param_dtypes::<Train, _>(&net).iter().all(|d| *d == DType::BF16));
+    let net = net.into_module();
     assert_eq!(ids, vec![net.hidden.weight.id, net.head.weight.id], "parameter ids are kept");
     assert!(net.hidden.weight.val().is_require_grad(), "require_grad is kept");
-    assert_eq!(device_autocast::<Train>(&device), None, "-true precisions do not autocast");
     assert_eq!(Tensor::<Train, 1>::zeros([2], &device).dtype(), DType::F32, "device default untouched");
     let logits = net.forward(mp.input(data(4, 8, 3, &device)));
     assert_eq!(logits.dtype(), DType::BF16);
@@ -76,19 +82,20 @@ fn bf16_true_converts_parameters() {
 
 #[test]
 fn f64_true_converts_parameters_and_32_true_changes_nothing() {
-    let _lock = DeviceLock::take();
     let device = Default::default();
-    let (net, p) = MixedPrecision::new(Precision::True64)
+    let net = MixedPrecision::new(Precision::True64)
         .with_device_default_dtype(false)
         .setup_module::<Train, _>(&device, Net::new(&device, 8, 4)).expect("f64");
-    assert_eq!(p, Precision::True64);
+    assert_eq!(net.precision(), Precision::True64);
     assert!(param_dtypes::<Train, _>(&net).iter().all(|d| *d == DType::F64));
 
     let original = Net::<Train>::new(&device, 8, 4);
     let before = common::record_bytes(original.clone().into_record());
-    let (net, _) = MixedPrecision::new(Precision::True32).setup_module::<Train, _>(&device, original).expect("f32");
+    let net = MixedPrecision::new(Precision::True32).setup_module::<Train, _>(&device, original).expect("f32");
+    let inside = net.run(|m| m.forward(data(4, 8, 6, &device)).into_data()).expect("no other region is open");
+    let bare = net.module().forward(data(4, 8, 6, &device)).into_data();
+    assert_eq!(inside.as_bytes(), bare.as_bytes(), "32-true's region changes no result");
     assert_eq!(common::record_bytes(net.into_record()), before, "32-true leaves the model bit-identical");
-    assert_eq!(device_autocast::<Train>(&device), None);
 }
 
 #[test]
@@ -110,7 +117,6 @@ fn optimizer_step_runs_without_autocast() {
             self
         }
     }
-    let _lock = DeviceLock::take();
     let device = Default::default();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(None));
     for precision in [Precision::MixedBf16, Precision::Mixed16] {
@@ -119,12 +125,11 @@ fn optimizer_step_runs_without_autocast() {
             .expect("flex has both halves");
         let mut optim = prepared.optimizer;
         let net = prepared.model;
-        let grads = GradientsParams::from_grads(net.forward(data(4, 8, 5, &device)).sum().backward(), &net);
+        let grads = net
+            .run(|m| GradientsParams::from_grads(m.forward(data(4, 8, 5, &device)).sum().backward(), m))
+            .expect("no other region is open");
         let _ = optim.step(1e-3, net, grads);
         assert_eq!(*seen.lock().unwrap(), Some(AutocastState::Disabled), "{precision}");
-        if let Some(s) = prepared.scaler {
-            s.detach();
-        }
     }
 }
 

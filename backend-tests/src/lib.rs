@@ -6,4 +6,5 @@
 
 pub mod autocast;
 pub mod equivalence;
+pub mod precision;
 pub mod support;

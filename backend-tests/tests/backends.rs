@@ -8,6 +8,7 @@ mod flex {
     }
     backend_tests::equivalence_tests!();
     backend_tests::autocast_tests!();
+    backend_tests::precision_tests!();
 }
 
 #[cfg(feature = "ndarray")]
@@ -18,6 +19,7 @@ mod ndarray {
     }
     backend_tests::equivalence_tests!();
     backend_tests::autocast_tests!();
+    backend_tests::precision_tests!();
 }
 
 #[cfg(feature = "wgpu")]
@@ -28,6 +30,7 @@ mod wgpu {
     }
     backend_tests::equivalence_tests!();
     backend_tests::autocast_tests!();
+    backend_tests::precision_tests!();
 }
 
 #[cfg(feature = "cuda")]
@@ -38,4 +41,5 @@ mod cuda {
     }
     backend_tests::equivalence_tests!();
     backend_tests::autocast_tests!();
+    backend_tests::precision_tests!();
 }

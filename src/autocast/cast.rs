@@ -51,7 +51,7 @@ where
         let d = dtype_of::<B>(t);
         (widest(w, d), uniform && d == w)
     });
-    if let Some(autocast_dtype) = active_dtype::<B>(|| B::float_device(first)) {
+    if let Some(autocast_dtype) = active_dtype() {
         // f64 inputs mean the caller asked for f64: never narrow them.
         let keep_f64 = widest_dtype == FloatDType::F64;
         match AutocastPolicy::get(op) {

@@ -9,7 +9,9 @@
 //! - Leaving a region, by return or by unwinding, restores exactly the state that was in
 //!   force when it was opened.
 //! - Outside every region, autocast is off and `Mixed<B>` behaves like `B`, except that
-//!   multi-input ops still unify their input dtypes.
+//!   multi-input ops still unify their input dtypes. Nothing process-wide turns it on: a
+//!   prepared model's precision reaches its work through the region it enters
+//!   ([`crate::region`]), never through the device.
 
 use core::cell::Cell;
 use core::fmt;
@@ -21,8 +23,8 @@ use burn::tensor::{DType, FloatDType};
 /// The autocast state of the current thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AutocastState {
-    /// No region is open: the device's default applies (off unless one was set).
-    Inherit,
+    /// No region is open on this thread: autocast is off.
+    Outside,
     /// Inside an enabled region: lower-precision ops run in this dtype.
     Enabled(FloatDType),
     /// Inside a disabled region: every op keeps its inputs' precision.
@@ -30,7 +32,7 @@ pub enum AutocastState {
 }
 
 thread_local! {
-    static STATE: Cell<AutocastState> = const { Cell::new(AutocastState::Inherit) };
+    static STATE: Cell<AutocastState> = const { Cell::new(AutocastState::Outside) };
 }
 
 /// The autocast state of the calling thread.
@@ -38,14 +40,12 @@ pub fn autocast_state() -> AutocastState {
     STATE.with(Cell::get)
 }
 
-/// The dtype lower-precision ops on `device` run in right now, if autocast is on there.
-/// The device is only asked for (`device`) when a device default could apply.
+/// The dtype lower-precision ops run in right now on this thread, if autocast is on.
 #[inline]
-pub(crate) fn active_dtype<B: Backend>(device: impl FnOnce() -> B::Device) -> Option<FloatDType> {
+pub(crate) fn active_dtype() -> Option<FloatDType> {
     match STATE.with(Cell::get) {
         AutocastState::Enabled(dtype) => Some(dtype),
-        AutocastState::Disabled => None,
-        AutocastState::Inherit => super::device::lazy_device_autocast::<B>(device),
+        AutocastState::Disabled | AutocastState::Outside => None,
     }
 }
 
@@ -143,6 +143,12 @@ impl AutocastGuard {
         Ok(Self::enter(AutocastState::Enabled(dtype)))
     }
 
+    /// [`AutocastGuard::enable`] for a dtype already checked against the backend (a
+    /// prepared model's region, checked at setup).
+    pub(crate) fn enabled_unchecked(dtype: FloatDType) -> Self {
+        Self::enter(AutocastState::Enabled(dtype))
+    }
+
     /// Opens a region where autocast is off, whatever encloses it.
     pub fn disable() -> Self {
         Self::enter(AutocastState::Disabled)
@@ -152,7 +158,7 @@ impl AutocastGuard {
 impl Drop for AutocastGuard {
     fn drop(&mut self) {
         STATE.with(|s| s.set(self.previous));
-        if self.previous == AutocastState::Inherit {
+        if self.previous == AutocastState::Outside {
             // The outermost region closed: its cached casts must not outlive it.
             super::cache::clear_cast_cache();
         }

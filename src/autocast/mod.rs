@@ -2,14 +2,12 @@
 //!
 //! - [`policy`]: the declarative table (which op runs in which precision);
 //! - [`context`]: the thread-local regions that switch autocast on and off;
-//! - [`device`]: the per-device default that applies outside regions;
 //! - `cast`: the mechanism the forwarding code calls;
 //! - `cache`: one cast per parameter per forward pass.
 
 pub(crate) mod cache;
 pub(crate) mod cast;
 pub mod context;
-pub mod device;
 pub mod policy;
 
 pub use cache::{
@@ -20,5 +18,4 @@ pub use context::{
     AutocastError, AutocastGuard, AutocastState, autocast, autocast_state, check_dtype, dtype_name,
     no_autocast,
 };
-pub use device::{device_autocast, set_device_autocast};
 pub use policy::{AutocastPolicy, CastPolicy, Op};

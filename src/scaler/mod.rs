@@ -3,20 +3,15 @@
 //! - `state`: the loss-scale state machine (PyTorch's algorithm, plus a floor, hysteresis,
 //!   collapse detection and a report for every step);
 //! - [`GradScaler`]: the shared handle the optimizer wrapper and the metrics read, and
-//!   through which `Mixed`'s `backward` multiplies the loss by the current scale;
+//!   through which `Mixed`'s `backward` multiplies the loss by the current scale (reached
+//!   through the precision region the backward runs in, never through the device);
 //! - `optim`: unscaling, the one-sync overflow check and the skip, around any optimizer.
 
-mod backward;
 mod optim;
 mod state;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use burn::tensor::backend::Backend;
-
-use crate::device_map::{DeviceKey, device_key};
-
-pub(crate) use backward::active_loss_scale;
 pub use optim::PrecisionOptimizer;
 pub use state::{
     CollapseAction, GradScalerConfig, LossScale, ScalerCollapse, ScalerConfigError, ScalerState,
@@ -25,9 +20,10 @@ pub use state::{
 
 /// A loss scaler shared by the optimizer wrapper(s), the metrics and `Mixed`'s `backward`.
 ///
-/// Cloning shares the state. Attach it to each training device with [`GradScaler::attach`]:
-/// from then on `loss.backward()` on `Mixed<Autodiff<_>>` tensors of that device scales the
-/// loss first, so a user's training step needs no edit.
+/// Cloning shares the state. `MixedPrecision::setup` puts it in the prepared model's
+/// precision region: `loss.backward()` on `Mixed<Autodiff<_>>` tensors inside that region
+/// (the model's `TrainStep`, or a hand-written loop that entered it) scales the loss first,
+/// so a user's training step needs no edit, and nothing outside the region is scaled.
 #[derive(Clone, Debug)]
 pub struct GradScaler {
     shared: Arc<Mutex<Shared>>,
@@ -36,8 +32,10 @@ pub struct GradScaler {
 #[derive(Debug)]
 struct Shared {
     scale: LossScale,
-    /// Devices whose backward passes use this scale, as published keys.
-    devices: Vec<DeviceKey>,
+    /// Whether a backward pass was scaled since the last update (the scale only changes at
+    /// an update, so every one of them used the current scale). When none was, the
+    /// gradients the optimizer gets are not scaled either.
+    backward_scaled: bool,
     /// Optimizers that step each iteration before the one update (PyTorch's recipe for
     /// several optimizers sharing a scaler), and what this iteration has seen so far.
     optimizers_per_step: usize,
@@ -64,7 +62,7 @@ impl GradScaler {
         Self {
             shared: Arc::new(Mutex::new(Shared {
                 scale,
-                devices: Vec::new(),
+                backward_scaled: false,
                 optimizers_per_step: 1,
                 reported: 0,
                 found_inf: false,
@@ -79,21 +77,40 @@ impl GradScaler {
         self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Makes `loss.backward()` on `device` scale the loss by this scaler's current scale.
-    pub fn attach<B: Backend>(&self, device: &B::Device) {
-        let mut shared = self.lock();
-        let key = device_key::<B>(device);
-        if !shared.devices.contains(&key) {
-            shared.devices.push(key);
-        }
-        backward::publish(&shared.devices, shared.scale.is_enabled().then(|| shared.scale.scale()));
+    /// Whether `other` is a handle to this very scaler (clones share one state).
+    pub fn same_as(&self, other: &GradScaler) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 
-    /// Stops scaling backward passes on every attached device.
-    pub fn detach(&self) {
+    /// The scale a backward pass multiplies its loss by (`None` when disabled), recorded
+    /// so that the optimizer unscales by what was actually applied.
+    pub(crate) fn scale_for_backward(&self) -> Option<f32> {
         let mut shared = self.lock();
-        backward::publish(&shared.devices, None);
-        shared.devices.clear();
+        if !shared.scale.is_enabled() {
+            return None;
+        }
+        shared.backward_scaled = true;
+        Some(shared.scale.scale())
+    }
+
+    /// The factor that unscales this iteration's gradients: 1 / the scale their backward
+    /// passes used (in f64), or 1 when none was scaled (the backward ran outside the model's
+    /// region), which is logged: those gradients are true values but may have underflowed.
+    pub(crate) fn unscale_factor(&self) -> f64 {
+        let shared = self.lock();
+        match shared.backward_scaled {
+            true => shared.scale.inv_scale(),
+            false => {
+                if shared.scale.is_enabled() {
+                    log::warn!(
+                        "GradScaler: the optimizer got gradients from a backward pass that was not scaled; call \
+                         loss.backward() inside the prepared model's region (its TrainStep, or model.enter() in a \
+                         hand-written loop) so that 16-mixed gradients do not underflow"
+                    );
+                }
+                1.0
+            }
+        }
     }
 
     /// Declares how many optimizers step per iteration with this scaler; the scale is
@@ -141,7 +158,7 @@ impl GradScaler {
         shared.scale = LossScale::from_state(state)?;
         shared.reported = 0;
         shared.found_inf = false;
-        backward::publish(&shared.devices, shared.scale.is_enabled().then(|| shared.scale.scale()));
+        shared.backward_scaled = false;
         Ok(())
     }
 
@@ -155,12 +172,12 @@ impl GradScaler {
             let any_inf = shared.found_inf;
             shared.reported = 0;
             shared.found_inf = false;
+            shared.backward_scaled = false;
             let report = shared.scale.update(any_inf);
             if let Ok(report) = &report {
                 log_step(report, shared.scale.skipped_steps());
                 shared.last = Some(report.clone());
             }
-            backward::publish(&shared.devices, shared.scale.is_enabled().then(|| shared.scale.scale()));
             report?;
         }
         Ok(if found_inf { Verdict::Skip } else { Verdict::Step })

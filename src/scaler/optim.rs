@@ -9,12 +9,16 @@ use burn::optim::LearningRate;
 
 use super::{GradScaler, ScalerState, Verdict};
 use crate::autocast::{clear_cast_cache, no_autocast};
+use crate::module::PrecisionModule;
 
 /// Wraps an optimizer for a precision: its step never runs under autocast (its own math,
 /// e.g. Muon's matmuls, stays in the parameters' dtype), and with a scaler, gradients are
 /// unscaled before the inner optimizer sees them (so gradient clipping sees true values)
 /// and a step whose gradients overflowed is skipped, leaving parameters and optimizer
 /// state bit-identical.
+///
+/// It steps the prepared model (`PrecisionModule<M>`) that `MixedPrecision::setup` returns
+/// with it, by stepping the inner optimizer on the user's model.
 #[derive(Clone, Debug)]
 pub struct PrecisionOptimizer<O> {
     inner: O,
@@ -42,21 +46,21 @@ impl<O> PrecisionOptimizer<O> {
     /// `step`.
     fn guarded_step<M, G>(
         &mut self,
-        module: M,
+        module: PrecisionModule<M>,
         mut grads: G,
         unscale: impl FnOnce(&M, &mut G, f64) -> bool,
         step: impl FnOnce(&mut O, M, G) -> M,
-    ) -> M {
+    ) -> PrecisionModule<M> {
         // The step makes new parameter leaves: casts cached from the old ones are stale.
         clear_cast_cache();
         no_autocast(|| {
             let Some(scaler) = &self.scaler else {
-                return step(&mut self.inner, module, grads);
+                return module.map_module(|m| step(&mut self.inner, m, grads));
             };
-            let found_inf = unscale(&module, &mut grads, scaler.inv_scale());
+            let found_inf = unscale(module.module(), &mut grads, scaler.unscale_factor());
             match Self::verdict(scaler, found_inf) {
                 Verdict::Skip => module,
-                Verdict::Step => step(&mut self.inner, module, grads),
+                Verdict::Step => module.map_module(|m| step(&mut self.inner, m, grads)),
             }
         })
     }
@@ -71,7 +75,7 @@ impl<O> PrecisionOptimizer<O> {
     }
 }
 
-impl<M, B, O> Optimizer<M, B> for PrecisionOptimizer<O>
+impl<M, B, O> Optimizer<PrecisionModule<M>, B> for PrecisionOptimizer<O>
 where
     M: AutodiffModule<B>,
     B: AutodiffBackend,
@@ -81,7 +85,7 @@ where
     /// so burn-train's checkpointer saves and restores the scale trajectory.
     type Record = (O::Record, String);
 
-    fn step(&mut self, lr: LearningRate, module: M, grads: GradientsParams) -> M {
+    fn step(&mut self, lr: LearningRate, module: PrecisionModule<M>, grads: GradientsParams) -> PrecisionModule<M> {
         self.guarded_step(
             module,
             grads,
@@ -90,7 +94,12 @@ where
         )
     }
 
-    fn step_multi(&mut self, lr: LearningRate, module: M, grads: MultiGradientsParams) -> M {
+    fn step_multi(
+        &mut self,
+        lr: LearningRate,
+        module: PrecisionModule<M>,
+        grads: MultiGradientsParams,
+    ) -> PrecisionModule<M> {
         self.guarded_step(
             module,
             grads,

@@ -1,44 +1,20 @@
-//! Shared by the integration tests that touch process-wide device state.
+//! Shared by the integration tests: a small network, deterministic data, exact bytes.
 //!
-//! `MixedPrecision::setup` registers a device's default autocast dtype and attaches loss
-//! scalers to devices, both process-wide (burn-train may step on worker threads). Tests of
-//! one binary run in parallel threads on the one Flex device, so each of these tests takes
-//! this lock and leaves the device clean.
+//! Nothing here locks the device: a prepared model's precision lives in its own region, so
+//! tests running in parallel threads on the one Flex device cannot see each other's. The
+//! network's initial weights come from a hash of a seed, not from the backend's random
+//! generator, which is process-wide (seeding and drawing from two threads interleave).
 
 #![allow(dead_code)]
 
-use std::sync::{Mutex, MutexGuard};
-
 use burn::backend::{Autodiff, Flex};
-use burn::module::Module;
-use burn::nn::{Linear, LinearConfig, Relu};
+use burn::module::{Module, Param};
+use burn::nn::{Linear, Relu};
 use burn::prelude::*;
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn_mixed::Mixed;
-use burn_mixed::autocast::set_device_autocast;
 
 pub type Train = Mixed<Autodiff<Flex>>;
-
-static DEVICE: Mutex<()> = Mutex::new(());
-
-/// Exclusive use of the Flex device's process-wide settings for one test.
-pub struct DeviceLock {
-    _guard: MutexGuard<'static, ()>,
-}
-
-impl DeviceLock {
-    pub fn take() -> Self {
-        let guard = DEVICE.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        set_device_autocast::<Train>(&Default::default(), None);
-        Self { _guard: guard }
-    }
-}
-
-impl Drop for DeviceLock {
-    fn drop(&mut self) {
-        set_device_autocast::<Train>(&Default::default(), None);
-    }
-}
 
 #[derive(Module, Debug)]
 pub struct Net<B: Backend> {
@@ -47,17 +23,22 @@ pub struct Net<B: Backend> {
 }
 
 impl<B: Backend> Net<B> {
+    /// Weights uniform in (-1/sqrt(fan_in), 1/sqrt(fan_in)), as Burn's default init, drawn
+    /// from [`data`] (the same values for the same sizes, on every backend and thread).
     pub fn new(device: &B::Device, inputs: usize, outputs: usize) -> Self {
-        B::seed(device, 3);
-        let net = Self { hidden: LinearConfig::new(inputs, 16).init(device), head: LinearConfig::new(16, outputs).init(device) };
-        // Parameters are initialised lazily, separately in each clone; materialise them
-        // once so that clones (and records taken from them) share the values.
-        let record = net.clone().into_record();
-        net.load_record(record)
+        Self { hidden: linear(device, inputs, 16, 3), head: linear(device, 16, outputs, 4) }
     }
 
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
         self.head.forward(Relu::new().forward(self.hidden.forward(x)))
+    }
+}
+
+fn linear<B: Backend>(device: &B::Device, inputs: usize, outputs: usize, seed: u64) -> Linear<B> {
+    let bound = 1.0 / (inputs as f64).sqrt();
+    Linear {
+        weight: Param::from_tensor(data(inputs, outputs, seed, device) * bound),
+        bias: Some(Param::from_tensor(data(1, outputs, seed + 100, device).reshape([outputs]) * bound)),
     }
 }
 

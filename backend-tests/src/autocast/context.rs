@@ -21,14 +21,14 @@ fn matmul_dtype<B: Backend>(device: &B::Device) -> DType {
 }
 
 pub fn nested_and_disabled_regions<B: Backend>(device: &B::Device) {
-    assert_eq!(autocast_state(), AutocastState::Inherit);
+    assert_eq!(autocast_state(), AutocastState::Outside);
     assert_eq!(matmul_dtype::<B>(device), DType::F32);
     {
         let _off = AutocastGuard::disable();
         assert_eq!(autocast_state(), AutocastState::Disabled);
         assert_eq!(matmul_dtype::<B>(device), DType::F32);
     }
-    assert_eq!(autocast_state(), AutocastState::Inherit);
+    assert_eq!(autocast_state(), AutocastState::Outside);
 
     let halves = half_dtypes::<B>(device);
     for &outer in &halves {
@@ -52,7 +52,7 @@ pub fn nested_and_disabled_regions<B: Backend>(device: &B::Device) {
         assert_eq!(dtype, DType::from(inner));
         assert_eq!(autocast_state(), AutocastState::Enabled(outer));
     }
-    assert_eq!(autocast_state(), AutocastState::Inherit);
+    assert_eq!(autocast_state(), AutocastState::Outside);
     assert_eq!(matmul_dtype::<B>(device), DType::F32);
 }
 
@@ -71,7 +71,7 @@ pub fn restored_after_panic<B: Backend>(device: &B::Device) {
         burn_mixed::autocast::no_autocast(|| panic!("failure inside a closure region"))
     }));
     assert!(result.is_err());
-    assert_eq!(autocast_state(), AutocastState::Inherit);
+    assert_eq!(autocast_state(), AutocastState::Outside);
 }
 
 pub fn threads_have_their_own_context<B: Backend>(device: &B::Device) {
@@ -79,7 +79,7 @@ pub fn threads_have_their_own_context<B: Backend>(device: &B::Device) {
         // Without a half dtype no region can be enabled; a disabled one must still stay local.
         let _off = AutocastGuard::disable();
         let seen = std::thread::scope(|s| s.spawn(autocast_state).join().expect("thread ran"));
-        assert_eq!(seen, AutocastState::Inherit);
+        assert_eq!(seen, AutocastState::Outside);
         return;
     };
     // Both threads hold their region at the same time, so a shared state would show.
@@ -118,7 +118,7 @@ pub fn unsupported_dtype_is_an_error<B: Backend>(device: &B::Device) {
         assert!(message.contains(&Mixed::<B>::name(device)), "{message}");
         assert!(message.contains(dtype_name(dtype)), "{message}");
         assert!(message.contains("32-true"), "names an alternative: {message}");
-        assert_eq!(autocast_state(), AutocastState::Inherit, "a refused region changes nothing");
+        assert_eq!(autocast_state(), AutocastState::Outside, "a refused region changes nothing");
     }
     let err = AutocastGuard::enable::<Mixed<B>>(device, FloatDType::F32).err().expect("f32 is not a half dtype");
     assert_eq!(err, AutocastError::NotHalf { dtype: FloatDType::F32 });
