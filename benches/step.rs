@@ -12,6 +12,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::tensor::FloatDType;
 use burn::tensor::backend::AutodiffBackend;
 use burn_mixed::Mixed;
+use burn_mixed::kernels::with_host_kernels;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::time::Duration;
 
@@ -23,12 +24,15 @@ use workloads::{PRECISIONS, bench, print_summary, record_peak, runnable, step};
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// Measures one model under every precision the backend runs: peak memory of one step
-/// (after a warm-up step), then step time.
+/// (after a warm-up step), then step time. With `host_kernels`, each half precision is
+/// measured twice in the same run: with `Mixed`'s host fast path and without it (the inner
+/// backend's own kernels, the "kernels off" column).
 fn bench_model<B: AutodiffBackend, W: Workload<B>>(
     c: &mut Criterion,
     table: &str,
     device: &B::Device,
     peak: &dyn Fn(&dyn Fn()) -> u64,
+    host_kernels: bool,
     build: impl Fn(FloatDType) -> W,
 ) {
     let mut group = c.benchmark_group(table);
@@ -36,26 +40,41 @@ fn bench_model<B: AutodiffBackend, W: Workload<B>>(
     for precision in runnable::<B>(&PRECISIONS, device) {
         B::seed(device, 1);
         let model = build(precision.param_dtype());
-        let run = || step(&model, precision, device);
-        run(); // lazy initialisation, kernel compilation, allocator pools
-        let column = precision.to_string();
-        record_peak(table, &column, peak(&run));
-        bench(&mut group, table, &column, run);
+        let half = precision.compute_dtype() != FloatDType::F32 && precision.compute_dtype() != FloatDType::F64;
+        let switches: &[bool] = if host_kernels && half { &[false, true] } else { &[true] };
+        for &kernels in switches {
+            let run = || with_host_kernels(kernels, || step(&model, precision, device));
+            run(); // lazy initialisation, kernel compilation, allocator pools
+            let column = match kernels {
+                true => precision.to_string(),
+                false => format!("{precision} (kernels off)"),
+            };
+            record_peak(table, &column, peak(&run));
+            bench(&mut group, table, &column, run);
+        }
     }
     group.finish();
 }
 
 /// The three models, at sizes a 2-core CPU steps through in about a second at most.
-fn bench_backend<B: AutodiffBackend>(c: &mut Criterion, backend: &str, device: &B::Device, peak: &dyn Fn(&dyn Fn()) -> u64) {
-    bench_model::<B, _>(c, &format!("{backend} mlp 16x256 b2048"), device, peak, |d| Mlp::new(16, 256, 2048, d, device));
-    bench_model::<B, _>(c, &format!("{backend} cnn 16ch 32px b16"), device, peak, |d| Cnn::new(16, 32, 16, d, device));
-    bench_model::<B, _>(c, &format!("{backend} transformer w128 4x128"), device, peak, |d| {
+/// `host_kernels`: the backend has `Mixed`'s host fast path, so compare it on and off.
+fn bench_backend<B: AutodiffBackend>(
+    c: &mut Criterion,
+    backend: &str,
+    device: &B::Device,
+    peak: &dyn Fn(&dyn Fn()) -> u64,
+    host_kernels: bool,
+) {
+    let k = host_kernels;
+    bench_model::<B, _>(c, &format!("{backend} mlp 16x256 b2048"), device, peak, k, |d| Mlp::new(16, 256, 2048, d, device));
+    bench_model::<B, _>(c, &format!("{backend} cnn 16ch 32px b16"), device, peak, k, |d| Cnn::new(16, 32, 16, d, device));
+    bench_model::<B, _>(c, &format!("{backend} transformer w128 4x128"), device, peak, k, |d| {
         TransformerBlock::new(128, 4, 4, 128, d, device)
     });
 }
 
 fn benches(c: &mut Criterion) {
-    bench_backend::<Mixed<Autodiff<Flex>>>(c, "flex", &Default::default(), &|f| host_peak(f));
+    bench_backend::<Mixed<Autodiff<Flex>>>(c, "flex", &Default::default(), &|f| host_peak(f), true);
     #[cfg(feature = "wgpu")]
     {
         use burn::backend::Wgpu;
@@ -69,7 +88,7 @@ fn benches(c: &mut Criterion) {
         init_setup::<AutoGraphicsApi>(&device, options);
         let sync = || <W as burn::tensor::backend::Backend>::sync(&device).expect("sync");
         let peak = |f: &dyn Fn()| workloads::memory::device_peak::<WgpuRuntime>(&device, sync, f);
-        bench_backend::<W>(c, "wgpu", &device, &peak);
+        bench_backend::<W>(c, "wgpu", &device, &peak, false);
     }
     #[cfg(not(feature = "wgpu"))]
     println!("WARNING: built without the wgpu feature, so the Wgpu step benches did not run (plain `cargo bench` at the workspace root enables it)");

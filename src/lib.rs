@@ -8,6 +8,7 @@
 pub mod autocast;
 mod backend;
 pub mod convert;
+pub mod kernels;
 mod module;
 mod ops;
 pub mod precision;

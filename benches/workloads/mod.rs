@@ -20,7 +20,8 @@ use criterion::measurement::WallTime;
 use models::Workload;
 
 /// The precisions a step bench compares, baseline first.
-pub const PRECISIONS: [Precision; 4] = [Precision::True32, Precision::MixedBf16, Precision::Mixed16, Precision::True16];
+pub const PRECISIONS: [Precision; 5] =
+    [Precision::True32, Precision::MixedBf16, Precision::TrueBf16, Precision::Mixed16, Precision::True16];
 
 /// The precisions of `precisions` that run on `device` (lavapipe has no bf16, for one).
 pub fn runnable<B: AutodiffBackend>(precisions: &[Precision], device: &B::Device) -> Vec<Precision> {
@@ -84,6 +85,12 @@ pub fn bench(group: &mut BenchmarkGroup<'_, WallTime>, table: &str, column: &str
 /// Records the peak bytes of `column` in `table`.
 pub fn record_peak(table: &str, column: &str, bytes: u64) {
     record(table, column, |r| r.peak = Some(bytes));
+}
+
+/// Each (table, column) measured so far with its median time per iteration, in nanoseconds.
+pub fn medians() -> Vec<(String, String, f64)> {
+    let records = RECORDS.lock().expect("records");
+    records.iter().filter(|(_, _, r)| !r.nanos.is_empty()).map(|(t, c, r)| (t.clone(), c.clone(), median(&r.nanos))).collect()
 }
 
 fn median(values: &[f64]) -> f64 {

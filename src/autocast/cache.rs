@@ -84,6 +84,11 @@ fn leaf_id<B: Backend>(tensor: &FloatTensor<B>) -> Option<u64> {
     None
 }
 
+/// The host kernel's cast where `B` has one (`crate::kernels`), else `B`'s.
+fn cast_uncached<B: Backend>(tensor: FloatTensor<B>, dtype: FloatDType) -> FloatTensor<B> {
+    crate::kernels::float_cast::<B>(tensor, dtype).unwrap_or_else(|(tensor, dtype)| B::float_cast(tensor, dtype))
+}
+
 /// `B::float_cast(tensor, dtype)`, served from the cache for parameters.
 pub(crate) fn cast<B: Backend>(tensor: FloatTensor<B>, dtype: FloatDType) -> FloatTensor<B> {
     let key = match ENABLED.load(Ordering::Relaxed) {
@@ -91,7 +96,7 @@ pub(crate) fn cast<B: Backend>(tensor: FloatTensor<B>, dtype: FloatDType) -> Flo
         false => None,
     };
     let Some(id) = key else {
-        return B::float_cast(tensor, dtype);
+        return cast_uncached::<B>(tensor, dtype);
     };
     let hit = ENTRIES.with(|e| {
         e.borrow()
@@ -104,7 +109,7 @@ pub(crate) fn cast<B: Backend>(tensor: FloatTensor<B>, dtype: FloatDType) -> Flo
         STATS.with(|s| s.set(CastCacheStats { hits: stats.hits + 1, ..stats }));
         return cached;
     }
-    let cast = B::float_cast(tensor, dtype);
+    let cast = cast_uncached::<B>(tensor, dtype);
     STATS.with(|s| s.set(CastCacheStats { misses: stats.misses + 1, ..stats }));
     ENTRIES.with(|e| {
         let mut entries = e.borrow_mut();

@@ -8,8 +8,8 @@ impl<B: Backend> ActivationOps<Self> for Mixed<B> {
     forward_to_inner! {
         <B as ActivationOps<B>> {
         fn leaky_relu(tensor: FloatTensor<Self>, negative_slope: Scalar) -> FloatTensor<Self>;
-        fn relu(tensor: FloatTensor<Self>) -> FloatTensor<Self>;
-        fn relu_backward(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> [ActivationBackward: output, grad];
+        fn relu(tensor: FloatTensor<Self>) -> FloatTensor<Self> => relu;
+        fn relu_backward(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> [ActivationBackward: output, grad] => relu_backward;
         fn gelu(tensor: FloatTensor<Self>) -> FloatTensor<Self>;
         fn prelu(tensor: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self> [Prelu: tensor, alpha];
         fn gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> [ActivationBackward: x, grad];

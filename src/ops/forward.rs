@@ -10,16 +10,29 @@
 //!   (`autocast::policy`), `a, b` are its float tensor inputs and `c` its optional ones.
 //!   The hook asks the policy for one target dtype and casts the inputs to it before the
 //!   call; outside any autocast region it only unifies the dtypes of multi-input ops.
+//! - `=> kernel`: after the casts, offer the arguments to the host kernel hook of that
+//!   name in `crate::kernels`, which returns the result or hands the arguments back; handed back,
+//!   they go to the inner backend as on any other line.
 //!
 //! Lines without a hook cost nothing over calling `B` directly.
 
 macro_rules! forward_to_inner {
+    // The `=> kernel` clause: offer the arguments, take them back when declined.
+    (@kernel [] $inner:ident; $($arg:ident),*) => {};
+    (@kernel [$kernel:ident] $inner:ident; $($arg:ident),*) => {
+        #[allow(unused_parens)]
+        let ($($arg),*) = match $crate::kernels::$kernel::<$inner>($($arg),*) {
+            Ok(out) => return out,
+            Err(args) => args,
+        };
+    };
     (
         <$inner:ident as $tr:path> {
             $(
                 fn $name:ident ( $($arg:ident : $ty:ty),* ) $(-> $ret:ty)?
                     $(as $lift:path)?
-                    $([$op:ident : $($cast:ident),+ $(; $($opt:ident),+)?])? ;
+                    $([$op:ident : $($cast:ident),+ $(; $($opt:ident),+)?])?
+                    $(=> $kernel:ident)? ;
             )*
         }
     ) => {
@@ -34,6 +47,7 @@ macro_rules! forward_to_inner {
                     $(let $cast = $crate::autocast::cast::to_dtype::<$inner>($cast, target);)+
                     $($(let $opt = $opt.map(|t| $crate::autocast::cast::to_dtype::<$inner>(t, target));)+)?
                 )?
+                $crate::ops::forward::forward_to_inner!(@kernel [$($kernel)?] $inner; $($arg),*);
                 let out = <$inner as $tr>::$name($($arg),*);
                 $(let out = $lift(out);)?
                 out

@@ -9,10 +9,10 @@ impl<B: Backend> ModuleOps<Self> for Mixed<B> {
         <B as ModuleOps<B>> {
         fn embedding(weights: FloatTensor<Self>, indices: IntTensor<Self>) -> FloatTensor<Self>;
         fn embedding_backward(weights: FloatTensor<Self>, output_grad: FloatTensor<Self>, indices: IntTensor<Self>) -> FloatTensor<Self> [EmbeddingBackward: weights, output_grad];
-        fn linear(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: Option<FloatTensor<Self>>) -> FloatTensor<Self> [Linear: x, weight; bias];
-        fn linear_x_backward(weight: FloatTensor<Self>, output_grad: FloatTensor<Self>) -> FloatTensor<Self> [LinearBackward: weight, output_grad];
-        fn linear_weight_backward(x: FloatTensor<Self>, output_grad: FloatTensor<Self>) -> FloatTensor<Self> [LinearBackward: x, output_grad];
-        fn linear_bias_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self>;
+        fn linear(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: Option<FloatTensor<Self>>) -> FloatTensor<Self> [Linear: x, weight; bias] => linear;
+        fn linear_x_backward(weight: FloatTensor<Self>, output_grad: FloatTensor<Self>) -> FloatTensor<Self> [LinearBackward: weight, output_grad] => linear_x_backward;
+        fn linear_weight_backward(x: FloatTensor<Self>, output_grad: FloatTensor<Self>) -> FloatTensor<Self> [LinearBackward: x, output_grad] => linear_weight_backward;
+        fn linear_bias_backward(output_grad: FloatTensor<Self>) -> FloatTensor<Self> => sum_to_last;
         fn conv1d(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: Option<FloatTensor<Self>>, options: ConvOptions<1>) -> FloatTensor<Self> [Conv: x, weight; bias];
         fn conv1d_x_backward(x: FloatTensor<Self>, weight: FloatTensor<Self>, output_grad: FloatTensor<Self>, options: ConvOptions<1>) -> FloatTensor<Self> [ConvBackward: x, weight, output_grad];
         fn conv1d_weight_backward(x: FloatTensor<Self>, weight: FloatTensor<Self>, output_grad: FloatTensor<Self>, options: ConvOptions<1>) -> FloatTensor<Self> [ConvBackward: x, weight, output_grad];

@@ -31,7 +31,7 @@ impl<B: Backend> FloatTensorOps<Self> for Mixed<B> {
         fn float_div_scalar(lhs: FloatTensor<Self>, rhs: Scalar) -> FloatTensor<Self>;
         fn float_remainder(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> [Remainder: lhs, rhs];
         fn float_remainder_scalar(lhs: FloatTensor<Self>, rhs: Scalar) -> FloatTensor<Self>;
-        fn float_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> [Matmul: lhs, rhs];
+        fn float_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> FloatTensor<Self> [Matmul: lhs, rhs] => matmul;
         fn float_cross(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> [Cross: lhs, rhs];
         fn float_neg(tensor: FloatTensor<Self>) -> FloatTensor<Self>;
         fn float_recip(tensor: FloatTensor<Self>) -> FloatTensor<Self> [Recip: tensor];
@@ -75,7 +75,7 @@ impl<B: Backend> FloatTensorOps<Self> for Mixed<B> {
         fn float_cumprod(tensor: FloatTensor<Self>, dim: usize) -> FloatTensor<Self> [Cumprod: tensor];
         fn float_cummin(tensor: FloatTensor<Self>, dim: usize) -> FloatTensor<Self>;
         fn float_cummax(tensor: FloatTensor<Self>, dim: usize) -> FloatTensor<Self>;
-        fn float_cast(tensor: FloatTensor<Self>, dtype: FloatDType) -> FloatTensor<Self>;
+        fn float_cast(tensor: FloatTensor<Self>, dtype: FloatDType) -> FloatTensor<Self> => float_cast;
         fn float_exp(tensor: FloatTensor<Self>) -> FloatTensor<Self> [Exp: tensor];
         fn float_log(tensor: FloatTensor<Self>) -> FloatTensor<Self> [Log: tensor];
         fn float_log1p(tensor: FloatTensor<Self>) -> FloatTensor<Self> [Log1p: tensor];

@@ -1,0 +1,218 @@
+//! Host kernels for `Autodiff<B>` over a backend that has them: the forward pass runs the
+//! inner kernel, and the recorded backward computes the gradients with the same kernels
+//! (the weight- and input-gradient products dominate a training step), falling back to
+//! the inner backend's generic ops for a case the kernels decline.
+//!
+//! The node is only recorded once the inner kernel has taken the forward case, so a
+//! declined case leaves nothing behind and goes through `Autodiff`'s own op.
+
+use burn::backend::Autodiff;
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{FloatDType, TensorMetadata};
+
+use super::{CastArgs, Composed, HostKernels, LinearArgs, MatmulArgs};
+
+/// Swaps the last two dimensions (a view on host backends).
+fn transpose_last<B: HostKernels>(t: FloatTensor<B>) -> FloatTensor<B> {
+    let rank = t.shape().num_dims();
+    B::float_swap_dims(t, rank - 2, rank - 1)
+}
+
+/// `lhs @ rhs` on the kernels, or on the inner backend when they decline.
+fn matmul_or_inner<B: HostKernels>(lhs: FloatTensor<B>, rhs: FloatTensor<B>) -> FloatTensor<B> {
+    B::half_matmul(lhs, rhs).unwrap_or_else(|(lhs, rhs)| B::float_matmul(lhs, rhs))
+}
+
+#[derive(Debug)]
+struct HalfMatmul;
+
+impl<B: HostKernels> Backward<B, 2> for HalfMatmul {
+    type State = (Option<NodeId>, Option<NodeId>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        let [node_lhs, node_rhs] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (lhs, rhs) = ops.state;
+        let lhs = lhs.map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id));
+        let rhs = rhs.map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id));
+        if let (Some(node), Some(rhs)) = (node_lhs, rhs) {
+            grads.register::<B>(node.id, matmul_or_inner::<B>(grad.clone(), transpose_last::<B>(rhs)));
+        }
+        if let (Some(node), Some(lhs)) = (node_rhs, lhs) {
+            grads.register::<B>(node.id, matmul_or_inner::<B>(transpose_last::<B>(lhs), grad));
+        }
+    }
+}
+
+/// The gradients of `x @ weight (+ bias)` for the output gradient `grad`.
+struct LinearGrads<B: HostKernels> {
+    x: Option<FloatTensor<B>>,
+    weight: Option<FloatTensor<B>>,
+    grad: FloatTensor<B>,
+}
+
+impl<B: HostKernels> LinearGrads<B> {
+    fn x(&self) -> Option<FloatTensor<B>> {
+        let args = (self.weight.clone()?, self.grad.clone());
+        Some(B::linear_x_grad(args).unwrap_or_else(|(weight, grad)| B::linear_x_backward(weight, grad)))
+    }
+
+    fn weight(&self) -> Option<FloatTensor<B>> {
+        let args = (self.x.clone()?, self.grad.clone());
+        Some(B::linear_weight_grad(args).unwrap_or_else(|(x, grad)| B::linear_weight_backward(x, grad)))
+    }
+
+    fn bias(self) -> FloatTensor<B> {
+        B::half_sum_to_last(self.grad).unwrap_or_else(B::linear_bias_backward)
+    }
+}
+
+#[derive(Debug)]
+struct HalfLinear;
+
+#[derive(Debug)]
+struct HalfLinearNoBias;
+
+/// The backward of both linear nodes: parents `[x, weight]` or `[x, weight, bias]`.
+fn linear_backward<B: HostKernels, const N: usize>(
+    ops: Ops<(Option<NodeId>, Option<NodeId>), N>,
+    grads: &mut Gradients,
+    checkpointer: &mut Checkpointer,
+) {
+    let (x, weight) = ops.state;
+    let g = LinearGrads::<B> {
+        x: x.map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id)),
+        weight: weight.map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id)),
+        grad: grads.consume::<B>(&ops.node),
+    };
+    let mut parents = ops.parents.into_iter();
+    let (node_x, node_weight, node_bias) = (parents.next().flatten(), parents.next().flatten(), parents.next().flatten());
+    if let (Some(node), Some(grad)) = (node_x, g.x()) {
+        grads.register::<B>(node.id, grad);
+    }
+    if let (Some(node), Some(grad)) = (node_weight, g.weight()) {
+        grads.register::<B>(node.id, grad);
+    }
+    if let Some(node) = node_bias {
+        grads.register::<B>(node.id, g.bias());
+    }
+}
+
+impl<B: HostKernels> Backward<B, 3> for HalfLinear {
+    type State = (Option<NodeId>, Option<NodeId>);
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        linear_backward::<B, 3>(ops, grads, checkpointer)
+    }
+}
+
+impl<B: HostKernels> Backward<B, 2> for HalfLinearNoBias {
+    type State = (Option<NodeId>, Option<NodeId>);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        linear_backward::<B, 2>(ops, grads, checkpointer)
+    }
+}
+
+/// Records `op` with `parents` for an output computed by a kernel. The state keeps the
+/// first two parents (each one's gradient needs the other: matmul's operands, linear's
+/// input and weight), each only when the other needs a gradient.
+fn record<B, C, O, const N: usize>(op: O, parents: [&FloatTensor<Autodiff<B, C>>; N], out: FloatTensor<B>) -> FloatTensor<Autodiff<B, C>>
+where
+    B: HostKernels,
+    C: CheckpointStrategy,
+    O: Backward<B, N, State = (Option<NodeId>, Option<NodeId>)>,
+{
+    let (first, second) = (parents[0], parents[1]);
+    match op.prepare::<C>(parents.map(|p| p.node.clone())).compute_bound().stateful() {
+        OpsKind::Tracked(mut prep) => {
+            let first_state = second.is_tracked().then(|| prep.checkpoint(first));
+            let second_state = first.is_tracked().then(|| prep.checkpoint(second));
+            prep.finish((first_state, second_state), out)
+        }
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
+#[derive(Debug)]
+struct HalfRelu;
+
+impl<B: HostKernels> Backward<B, 1> for HalfRelu {
+    /// The output: its sign decides which gradients pass.
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let output = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            B::half_relu_backward(output, grad).unwrap_or_else(|(output, grad)| B::relu_backward(output, grad))
+        });
+    }
+}
+
+#[derive(Debug)]
+struct HalfCast;
+
+impl<B: HostKernels> Backward<B, 1> for HalfCast {
+    /// The input's dtype, which the gradient is cast back to.
+    type State = FloatDType;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let dtype = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            B::half_cast(grad, dtype).unwrap_or_else(|(grad, dtype)| B::float_cast(grad, dtype))
+        });
+    }
+}
+
+impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
+    fn half_relu(tensor: FloatTensor<Self>) -> Result<FloatTensor<Self>, FloatTensor<Self>> {
+        let out = match B::half_relu(tensor.primitive.clone()) {
+            Ok(out) => out,
+            Err(_) => return Err(tensor),
+        };
+        Ok(match HalfRelu.prepare::<C>([tensor.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(out.clone(), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        })
+    }
+
+    fn half_cast(tensor: FloatTensor<Self>, dtype: FloatDType) -> Result<FloatTensor<Self>, CastArgs<Self>> {
+        let out = match B::half_cast(tensor.primitive.clone(), dtype) {
+            Ok(out) => out,
+            Err(_) => return Err((tensor, dtype)),
+        };
+        let input_dtype = FloatDType::from(tensor.dtype());
+        Ok(match HalfCast.prepare::<C>([tensor.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(input_dtype, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        })
+    }
+
+    fn half_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
+        match B::half_matmul(lhs.primitive.clone(), rhs.primitive.clone()) {
+            Ok(out) => Ok(record::<B, C, _, 2>(HalfMatmul, [&lhs, &rhs], out)),
+            Err(_) => Err((lhs, rhs)),
+        }
+    }
+
+    fn half_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+    ) -> Result<FloatTensor<Self>, LinearArgs<Self>> {
+        let inner_bias = bias.as_ref().map(|b| b.primitive.clone());
+        let out = match B::half_linear(x.primitive.clone(), weight.primitive.clone(), inner_bias) {
+            Ok(out) => out,
+            Err(_) => return Err((x, weight, bias)),
+        };
+        Ok(match &bias {
+            Some(bias) => record::<B, C, _, 3>(HalfLinear, [&x, &weight, bias], out),
+            None => record::<B, C, _, 2>(HalfLinearNoBias, [&x, &weight], out),
+        })
+    }
+}

@@ -1,0 +1,213 @@
+//! Host kernels for Flex: its tensors are host buffers with a strided layout, read and
+//! written in place (no `TensorData` round trip).
+//!
+//! Cases the kernels do not take (another dtype, broadcast batch dimensions, negative
+//! strides, layouts whose leading dimensions do not collapse to one stride) are handed back
+//! to Flex, which then computes them as it always does.
+
+use burn::backend::Flex;
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{DType, FloatDType, Shape, bf16, f16};
+
+use super::elementwise;
+use super::gemm::{self, Half, View};
+use super::{CastArgs, HostKernels, LinearArgs, MatmulArgs, count};
+
+impl HostKernels for Flex {
+    fn half_matmul(lhs: FlexTensor, rhs: FlexTensor) -> Result<FlexTensor, MatmulArgs<Flex>> {
+        match (lhs.dtype(), rhs.dtype()) {
+            (DType::BF16, DType::BF16) => matmul::<bf16>(lhs, rhs),
+            (DType::F16, DType::F16) => matmul::<f16>(lhs, rhs),
+            _ => Err((lhs, rhs)),
+        }
+    }
+
+    fn half_linear(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> Result<FlexTensor, LinearArgs<Flex>> {
+        let same = |t: &FlexTensor| t.dtype() == x.dtype();
+        if !same(&weight) || !bias.as_ref().is_none_or(same) {
+            return Err((x, weight, bias));
+        }
+        match x.dtype() {
+            DType::BF16 => linear::<bf16>(x, weight, bias),
+            DType::F16 => linear::<f16>(x, weight, bias),
+            _ => Err((x, weight, bias)),
+        }
+    }
+
+    fn half_sum_to_last(tensor: FlexTensor) -> Result<FlexTensor, FlexTensor> {
+        match tensor.dtype() {
+            DType::BF16 => Ok(sum_to_last::<bf16>(tensor)),
+            DType::F16 => Ok(sum_to_last::<f16>(tensor)),
+            _ => Err(tensor),
+        }
+    }
+
+    // Flex's relu is `max(x, 0)` in f32 between a widening and a narrowing, and its relu
+    // backward `if out > 0 { g } else { 0 }`: the same functions, so the same bits.
+    fn half_relu(tensor: FlexTensor) -> Result<FlexTensor, FlexTensor> {
+        let out = match tensor.dtype() {
+            DType::BF16 => unary::<bf16>(&tensor, |x| x.max(0.0)),
+            DType::F16 => unary::<f16>(&tensor, |x| x.max(0.0)),
+            _ => None,
+        };
+        out.inspect(|_| count(|c| &mut c.relu)).ok_or(tensor)
+    }
+
+    fn half_relu_backward(output: FlexTensor, grad: FlexTensor) -> Result<FlexTensor, MatmulArgs<Flex>> {
+        let relu_grad = |out: f32, g: f32| if out > 0.0 { g } else { 0.0 };
+        let result = match (output.dtype(), grad.dtype()) {
+            (DType::BF16, DType::BF16) => binary::<bf16>(&output, &grad, relu_grad),
+            (DType::F16, DType::F16) => binary::<f16>(&output, &grad, relu_grad),
+            _ => None,
+        };
+        result.inspect(|_| count(|c| &mut c.relu_backward)).ok_or((output, grad))
+    }
+
+    fn half_cast(tensor: FlexTensor, dtype: FloatDType) -> Result<FlexTensor, CastArgs<Flex>> {
+        let out = match (tensor.dtype(), dtype) {
+            (DType::F32, FloatDType::BF16) => narrowed::<bf16>(&tensor),
+            (DType::F32, FloatDType::F16) => narrowed::<f16>(&tensor),
+            (DType::BF16, FloatDType::F32) => widened::<bf16>(&tensor),
+            (DType::F16, FloatDType::F32) => widened::<f16>(&tensor),
+            _ => None,
+        };
+        out.inspect(|_| count(|c| &mut c.cast)).ok_or((tensor, dtype))
+    }
+}
+
+/// A new contiguous tensor of `like`'s shape and `dtype`, filled by `fill`.
+fn filled<E: burn::tensor::Element + bytemuck::Pod>(like: &FlexTensor, dtype: DType, fill: impl FnOnce(&mut [E])) -> FlexTensor {
+    let mut out = FlexTensor::empty(like.layout().shape().clone(), dtype);
+    fill(out.storage_mut::<E>());
+    out
+}
+
+/// `f` on every element of a contiguous half tensor (`None` for any other layout).
+fn unary<T: Half>(x: &FlexTensor, f: impl Fn(f32) -> f32 + Sync + Send) -> Option<FlexTensor> {
+    let input = x.as_slice::<T>()?;
+    Some(filled::<T>(x, x.dtype(), |out| elementwise::map(input, out, f)))
+}
+
+/// `f` on every pair of elements of two contiguous half tensors of one shape.
+fn binary<T: Half>(a: &FlexTensor, b: &FlexTensor, f: impl Fn(f32, f32) -> f32 + Sync + Send) -> Option<FlexTensor> {
+    if a.layout().shape() != b.layout().shape() {
+        return None;
+    }
+    let (x, y) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
+    Some(filled::<T>(a, a.dtype(), |out| elementwise::zip(x, y, out, f)))
+}
+
+fn narrowed<T: Half>(x: &FlexTensor) -> Option<FlexTensor> {
+    let input = x.as_slice::<f32>()?;
+    Some(filled::<T>(x, T::dtype(), |out| elementwise::narrow(input, out)))
+}
+
+fn widened<T: Half>(x: &FlexTensor) -> Option<FlexTensor> {
+    let input = x.as_slice::<T>()?;
+    Some(filled::<f32>(x, DType::F32, |out| elementwise::widen(input, out)))
+}
+
+/// `dims` of a layout as one dimension: their element count and the stride between
+/// consecutive elements, when they are laid out as one (dimensions of size 1 never
+/// matter). `None` when they are not.
+fn collapse(shape: &[usize], strides: &[isize]) -> Option<(usize, usize)> {
+    let mut stride = None;
+    let mut expected = 0;
+    for (&size, &s) in shape.iter().zip(strides).rev() {
+        if size == 1 {
+            continue;
+        }
+        let s = usize::try_from(s).ok()?;
+        match stride {
+            None => stride = Some(s),
+            Some(_) if s != expected => return None,
+            Some(_) => {}
+        }
+        expected = s * size;
+    }
+    Some((shape.iter().product(), stride.unwrap_or(0)))
+}
+
+/// A tensor of rank >= 2 as a batch of matrices: the last two dimensions as a view, and
+/// the batch count and stride.
+fn matrices(t: &FlexTensor) -> Option<(View, usize, usize)> {
+    let layout = t.layout();
+    let (shape, strides) = (layout.shape(), layout.strides());
+    let rank = shape.num_dims();
+    if rank < 2 || strides[rank - 2] < 0 || strides[rank - 1] < 0 {
+        return None;
+    }
+    let (batch, batch_stride) = collapse(&shape[..rank - 2], &strides[..rank - 2])?;
+    let view = View {
+        offset: layout.start_offset(),
+        rows: shape[rank - 2],
+        cols: shape[rank - 1],
+        rs: strides[rank - 2],
+        cs: strides[rank - 1],
+    };
+    Some((view, batch, batch_stride))
+}
+
+/// A tensor of rank >= 1 as one matrix: every dimension but the last collapsed into rows.
+fn rows_by_last(t: &FlexTensor) -> Option<View> {
+    let layout = t.layout();
+    let (shape, strides) = (layout.shape(), layout.strides());
+    let rank = shape.num_dims();
+    if rank == 0 || strides[rank - 1] < 0 {
+        return None;
+    }
+    let (rows, rs) = collapse(&shape[..rank - 1], &strides[..rank - 1])?;
+    Some(View { offset: layout.start_offset(), rows, cols: shape[rank - 1], rs: rs as isize, cs: strides[rank - 1] })
+}
+
+fn matmul<T: Half>(lhs: FlexTensor, rhs: FlexTensor) -> Result<FlexTensor, MatmulArgs<Flex>> {
+    let (lhs_shape, rhs_shape) = (lhs.layout().shape(), rhs.layout().shape());
+    let rank = lhs_shape.num_dims();
+    let same_batch = rank == rhs_shape.num_dims() && rank >= 2 && lhs_shape[..rank - 2] == rhs_shape[..rank - 2];
+    let (Some((l, batch, l_stride)), Some((r, _, r_stride)), true) = (matrices(&lhs), matrices(&rhs), same_batch) else {
+        return Err((lhs, rhs));
+    };
+    if l.cols != r.rows {
+        // Flex reports the mismatch in its own words.
+        return Err((lhs, rhs));
+    }
+    let mut dims = lhs_shape[..rank - 2].to_vec();
+    dims.extend([l.rows, r.cols]);
+    let mut out = FlexTensor::empty(Shape::from(dims), lhs.dtype());
+    gemm::gemm::<T>(lhs.storage(), l, rhs.storage(), r, batch, (l_stride, r_stride), None, out.storage_mut());
+    count(|c| &mut c.matmul);
+    Ok(out)
+}
+
+fn linear<T: Half>(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> Result<FlexTensor, LinearArgs<Flex>> {
+    let w_shape = weight.layout().shape();
+    let n = (w_shape.num_dims() == 2).then(|| w_shape[1]);
+    let bias_ok = bias.as_ref().is_none_or(|b| b.layout().shape().num_dims() == 1 && Some(b.layout().shape()[0]) == n);
+    let (Some(xv), Some((wv, _, _)), true) = (rows_by_last(&x), matrices(&weight), n.is_some() && bias_ok) else {
+        return Err((x, weight, bias));
+    };
+    if xv.cols != wv.rows {
+        return Err((x, weight, bias));
+    }
+    let bias = bias.map(|b| b.to_contiguous());
+    let bias_values = bias.as_ref().and_then(|b| b.as_slice::<T>());
+    let mut dims = x.layout().shape().to_vec();
+    *dims.last_mut().expect("rank >= 1") = wv.cols;
+    let mut out = FlexTensor::empty(Shape::from(dims), x.dtype());
+    gemm::gemm::<T>(x.storage(), xv, weight.storage(), wv, 1, (0, 0), bias_values, out.storage_mut());
+    count(|c| &mut c.linear);
+    Ok(out)
+}
+
+fn sum_to_last<T: Half>(tensor: FlexTensor) -> FlexTensor {
+    let tensor = tensor.to_contiguous();
+    let shape = tensor.layout().shape().clone();
+    let cols = shape.num_dims().checked_sub(1).map_or(1, |last| shape[last]);
+    let rows = if cols == 0 { 0 } else { shape.num_elements() / cols };
+    let values = tensor.as_slice::<T>().expect("contiguous after to_contiguous");
+    let sums = gemm::column_sums(values, rows, cols);
+    let mut out = FlexTensor::empty(Shape::from(vec![cols]), tensor.dtype());
+    out.storage_mut::<T>().copy_from_slice(&sums);
+    count(|c| &mut c.sum_to_last);
+    out
+}

@@ -1,0 +1,138 @@
+//! Half-precision products and reductions on host slices: gemmkit's GEMM (f32
+//! accumulation, one rounding of the output, runtime ISA dispatch) and an f32-accumulated
+//! column sum.
+//!
+//! Why gemmkit (measured on this project's CPU, 2 threads, 2048 x 256 x 256, see the
+//! `kernels` bench and the README): its bf16 path uses the CPU's bf16 dot-product
+//! instruction and runs at about 1.7x its own f32 rate, where Flex's bf16 product converts
+//! both operands to f32 and runs slower than f32; its f16 path widens to f32 in registers
+//! and accumulates in f32 (the `gemm` crate that Flex uses for f16 accumulates a one-row
+//! product in f16); and it fuses the bias into the product's store.
+
+use burn::tensor::{bf16, f16};
+use half::slice::HalfFloatSliceExt;
+use gemmkit::{Bias, MatMut, MatRef, Parallelism, Scalar};
+
+/// The two half element types, as the kernels need them.
+pub(crate) trait Half:
+    gemmkit::FusedScalar + gemmkit::GemmScalar + burn::tensor::Element + bytemuck::Pod + Copy + Send + Sync
+{
+    /// Exact: every half value is an f32.
+    fn widen(self) -> f32;
+    /// Rounds to nearest, ties to even.
+    fn narrow(value: f32) -> Self;
+    /// [`Half::widen`] over a slice (SIMD where the CPU has it: F16C for f16).
+    fn widen_slice(src: &[Self], dst: &mut [f32]);
+    /// [`Half::narrow`] over a slice.
+    fn narrow_slice(src: &[f32], dst: &mut [Self]);
+}
+
+impl Half for bf16 {
+    #[inline]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline]
+    fn narrow(value: f32) -> Self {
+        bf16::from_f32(value)
+    }
+    fn widen_slice(src: &[Self], dst: &mut [f32]) {
+        src.convert_to_f32_slice(dst)
+    }
+    fn narrow_slice(src: &[f32], dst: &mut [Self]) {
+        dst.convert_from_f32_slice(src)
+    }
+}
+
+impl Half for f16 {
+    #[inline]
+    fn widen(self) -> f32 {
+        self.to_f32()
+    }
+    #[inline]
+    fn narrow(value: f32) -> Self {
+        f16::from_f32(value)
+    }
+    fn widen_slice(src: &[Self], dst: &mut [f32]) {
+        src.convert_to_f32_slice(dst)
+    }
+    fn narrow_slice(src: &[f32], dst: &mut [Self]) {
+        dst.convert_from_f32_slice(src)
+    }
+}
+
+/// A strided matrix inside a slice: element (i, j) is at `offset + i * rs + j * cs`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct View {
+    pub offset: usize,
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: isize,
+    pub cs: isize,
+}
+
+impl View {
+    /// The view's elements from its offset on, as gemmkit's checked views take them.
+    fn of<'a, T>(&self, data: &'a [T]) -> MatRef<'a, T> {
+        MatRef::new(&data[self.offset..], self.rows, self.cols, self.rs, self.cs)
+    }
+}
+
+/// `out[b] = lhs[b] @ rhs[b] (+ bias)` for `batch` matrices, `out` row-major and
+/// contiguous. `batch_strides` step from one matrix of each operand to the next.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn gemm<T: Half>(
+    lhs_data: &[T],
+    lhs: View,
+    rhs_data: &[T],
+    rhs: View,
+    batch: usize,
+    batch_strides: (usize, usize),
+    bias: Option<&[T]>,
+    out: &mut [T],
+) {
+    let (m, n) = (lhs.rows, rhs.cols);
+    if m * n == 0 {
+        return;
+    }
+    let per_matrix = m * n;
+    for (b, out) in out.chunks_exact_mut(per_matrix).enumerate().take(batch) {
+        let lhs_b = View { offset: lhs.offset + b * batch_strides.0, ..lhs };
+        let rhs_b = View { offset: rhs.offset + b * batch_strides.1, ..rhs };
+        let c = MatMut::from_row_major(out, m, n);
+        if lhs.cols == 0 {
+            // gemmkit leaves C alone for an empty product; the sum of nothing is zero.
+            out.fill(<T as Scalar>::ZERO);
+            if let Some(bias) = bias {
+                for row in out.chunks_exact_mut(n) {
+                    row.copy_from_slice(bias);
+                }
+            }
+            continue;
+        }
+        gemmkit::gemm_fused(
+            <T as Scalar>::ONE,
+            lhs_b.of(lhs_data),
+            rhs_b.of(rhs_data),
+            <T as Scalar>::ZERO,
+            c,
+            bias.map(Bias::PerCol),
+            None,
+            Parallelism::Rayon(0),
+        );
+    }
+}
+
+/// Column sums of a row-major `rows x cols` matrix, accumulated in f32 and rounded once.
+pub(crate) fn column_sums<T: Half>(data: &[T], rows: usize, cols: usize) -> Vec<T> {
+    if cols == 0 {
+        return Vec::new();
+    }
+    let mut acc = vec![0f32; cols];
+    for row in data.chunks_exact(cols).take(rows) {
+        for (a, v) in acc.iter_mut().zip(row) {
+            *a += v.widen();
+        }
+    }
+    acc.into_iter().map(T::narrow).collect()
+}

@@ -1,0 +1,366 @@
+//! Host kernels: a faster path for the ops autocast runs in half precision, for inner
+//! backends that keep their tensors in host memory.
+//!
+//! Flex computes a bf16 product by converting both operands to f32 and back, its f16
+//! product of one row accumulates in f16, and its half element-wise loops are scalar, so
+//! on a CPU every half precision ran slower than f32. [`HostKernels`] is the extension
+//! point: a backend implements the ops it can do better, and declines the rest by handing
+//! its inputs back, which `Mixed` then forwards to the inner backend as usual.
+//!
+//! - `flex`: the kernels for Flex's tensors (gemmkit's native half GEMM, f32 accumulation,
+//!   runtime ISA dispatch: `vdpbf16ps` where the CPU has avx512_bf16, a widening path
+//!   elsewhere);
+//! - `autodiff`: the same ops for `Autodiff<B>` over a backend that has them, recorded with
+//!   backward passes that use the same kernels, so `Mixed<Autodiff<Flex>>` trains on them;
+//!   `Autodiff<Mixed<Flex>>` reaches them through `Mixed<Flex>`, backward included.
+//!
+//! Only half-precision inputs ever take this path: 32-true stays bit-identical to the
+//! bare backend. `MIXED_HOST_KERNELS=0` in the environment, or [`set_host_kernels`],
+//! turns it off (for comparison and debugging).
+
+#[cfg(feature = "flex")]
+mod autodiff;
+#[cfg(feature = "flex")]
+mod elementwise;
+#[cfg(feature = "flex")]
+mod flex;
+#[cfg(feature = "flex")]
+mod gemm;
+
+use core::any::TypeId;
+use core::cell::Cell;
+use core::mem::ManuallyDrop;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{DType, FloatDType, Shape, TensorMetadata};
+
+/// The environment variable that turns the host fast path off when set to `0`.
+pub const HOST_KERNELS_ENV: &str = "MIXED_HOST_KERNELS";
+
+/// Half-precision ops a backend can run faster than its own kernels.
+///
+/// Every method hands its inputs back (`Err`) when it does not take the case (a dtype, a
+/// shape or a layout it does not handle); the caller then runs the inner backend's op. The
+/// defaults decline everything.
+pub trait HostKernels: Backend {
+    /// `lhs @ rhs` for f16/bf16 operands of equal batch shape, accumulated in f32 and
+    /// rounded once.
+    fn half_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
+        Err((lhs, rhs))
+    }
+
+    /// `x @ weight + bias` for f16/bf16 operands, the bias added to the f32 accumulator:
+    /// one rounding, as PyTorch's `addmm`.
+    fn half_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+    ) -> Result<FloatTensor<Self>, LinearArgs<Self>> {
+        Err((x, weight, bias))
+    }
+
+    /// The sum over every dimension but the last of an f16/bf16 tensor, accumulated in f32
+    /// (a linear layer's bias gradient).
+    fn half_sum_to_last(tensor: FloatTensor<Self>) -> Result<FloatTensor<Self>, FloatTensor<Self>> {
+        Err(tensor)
+    }
+
+    /// `max(x, 0)` of an f16/bf16 tensor, bit-identical to the inner backend's.
+    fn half_relu(tensor: FloatTensor<Self>) -> Result<FloatTensor<Self>, FloatTensor<Self>> {
+        Err(tensor)
+    }
+
+    /// `grad` where `output > 0`, else 0 (relu's backward), for f16/bf16 tensors.
+    fn half_relu_backward(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
+        Err((output, grad))
+    }
+
+    /// A cast between f32 and f16/bf16 (either way), rounding to nearest even.
+    fn half_cast(tensor: FloatTensor<Self>, dtype: FloatDType) -> Result<FloatTensor<Self>, CastArgs<Self>> {
+        Err((tensor, dtype))
+    }
+}
+
+/// The inputs of a cast, handed back when declined.
+pub type CastArgs<B> = (FloatTensor<B>, FloatDType);
+
+/// The inputs of a matmul, handed back when declined.
+pub type MatmulArgs<B> = (FloatTensor<B>, FloatTensor<B>);
+/// The inputs of a linear layer, handed back when declined.
+pub type LinearArgs<B> = (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>);
+
+const UNSET: u8 = 0;
+const ON: u8 = 1;
+const OFF: u8 = 2;
+
+static SWITCH: AtomicU8 = AtomicU8::new(UNSET);
+
+thread_local! {
+    /// A scoped override on this thread ([`with_host_kernels`]); `UNSET` defers to the
+    /// process-wide switch.
+    static THREAD_SWITCH: Cell<u8> = const { Cell::new(UNSET) };
+}
+
+/// Turns the host fast path on or off for the whole process (overrides the environment).
+pub fn set_host_kernels(enabled: bool) {
+    SWITCH.store(if enabled { ON } else { OFF }, Ordering::Relaxed);
+}
+
+/// Runs `f` with the host fast path on or off on this thread only, whatever the process
+/// setting (e.g. to compare both paths side by side in one process).
+pub fn with_host_kernels<R>(enabled: bool, f: impl FnOnce() -> R) -> R {
+    struct Restore(u8);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            THREAD_SWITCH.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(THREAD_SWITCH.with(|s| s.replace(if enabled { ON } else { OFF })));
+    f()
+}
+
+/// Whether the host fast path is on for this thread: [`with_host_kernels`], else
+/// [`set_host_kernels`], else `MIXED_HOST_KERNELS` (`0` turns it off), else on.
+pub fn host_kernels_enabled() -> bool {
+    match THREAD_SWITCH.with(Cell::get) {
+        ON => return true,
+        OFF => return false,
+        _ => {}
+    }
+    match SWITCH.load(Ordering::Relaxed) {
+        ON => true,
+        OFF => false,
+        _ => {
+            let enabled = std::env::var(HOST_KERNELS_ENV).map_or(true, |v| v.trim() != "0");
+            // A racing `set_host_kernels` wins: only replace the unset state.
+            let _ = SWITCH.compare_exchange(UNSET, if enabled { ON } else { OFF }, Ordering::Relaxed, Ordering::Relaxed);
+            host_kernels_enabled()
+        }
+    }
+}
+
+/// How many times each host kernel ran on this thread (forward and backward passes alike)
+/// since the last [`reset_host_kernel_calls`]: to check that a model takes the fast path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostKernelCalls {
+    pub matmul: u64,
+    pub linear: u64,
+    pub sum_to_last: u64,
+    pub relu: u64,
+    pub relu_backward: u64,
+    pub cast: u64,
+}
+
+thread_local! {
+    static CALLS: Cell<HostKernelCalls> = const {
+        Cell::new(HostKernelCalls { matmul: 0, linear: 0, sum_to_last: 0, relu: 0, relu_backward: 0, cast: 0 })
+    };
+}
+
+/// This thread's kernel call counts.
+pub fn host_kernel_calls() -> HostKernelCalls {
+    CALLS.with(Cell::get)
+}
+
+pub fn reset_host_kernel_calls() {
+    CALLS.with(|c| c.set(HostKernelCalls::default()));
+}
+
+/// Counts one run of a kernel (called by the backend implementations when they take a
+/// case).
+#[cfg(feature = "flex")]
+fn count(which: impl FnOnce(&mut HostKernelCalls) -> &mut u64) {
+    CALLS.with(|c| {
+        let mut calls = c.get();
+        *which(&mut calls) += 1;
+        c.set(calls);
+    });
+}
+
+/// Whether `tensor` is f16 or bf16: the only inputs the fast path considers, checked
+/// before anything else so that other dtypes cost one comparison.
+#[inline]
+fn is_half<B: Backend>(tensor: &FloatTensor<B>) -> bool {
+    matches!(tensor.dtype(), DType::F16 | DType::BF16)
+}
+
+/// Moves `value` into type `U` when `T` and `U` are the same type.
+fn same_type<T: 'static, U: 'static>(value: T) -> Result<U, T> {
+    if TypeId::of::<T>() != TypeId::of::<U>() {
+        return Err(value);
+    }
+    let value = ManuallyDrop::new(value);
+    // SAFETY: `T` and `U` are the same type (equal `TypeId`s), so this is a move of a `T`
+    // into a `T`; `ManuallyDrop` keeps the original from being dropped twice.
+    Ok(unsafe { core::ptr::read(&*value as *const T as *const U) })
+}
+
+/// Runs `$method` of the first backend in the list that `$B` is, on `$args` (moved into
+/// that backend's types and back), or hands `$args` back when `$B` has no host kernels.
+macro_rules! dispatch {
+    ($B:ty, $args:expr, $method:ident, [$($K:ty),* $(,)?]) => {{
+        #[allow(unused_mut)]
+        let mut args = $args;
+        $(
+            match same_type::<_, _>(args) {
+                Ok(native) => {
+                    let result = <$K>::$method(native);
+                    return match result {
+                        Ok(out) => Ok(same_type(out).unwrap_or_else(|_| unreachable!("same backend"))),
+                        Err(back) => Err(same_type(back).unwrap_or_else(|_| unreachable!("same backend"))),
+                    };
+                }
+                Err(unchanged) => args = unchanged,
+            }
+        )*
+        Err(args)
+    }};
+}
+
+/// The backends compiled in that have host kernels.
+macro_rules! host_backends {
+    ($B:ty, $args:expr, $method:ident) => {{
+        #[cfg(feature = "flex")]
+        {
+            dispatch!($B, $args, $method, [burn::backend::Flex, burn::backend::Autodiff<burn::backend::Flex>])
+        }
+        #[cfg(not(feature = "flex"))]
+        {
+            dispatch!($B, $args, $method, [])
+        }
+    }};
+}
+
+/// What is built from the kernels: the tuple-taking forms that [`dispatch!`] calls, and a
+/// linear layer's gradients (used by `Mixed`'s hooks and by the autodiff nodes alike).
+pub(crate) trait Composed: HostKernels {
+    fn matmul_tupled(args: MatmulArgs<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
+        Self::half_matmul(args.0, args.1)
+    }
+
+    fn linear_tupled(args: LinearArgs<Self>) -> Result<FloatTensor<Self>, LinearArgs<Self>> {
+        Self::half_linear(args.0, args.1, args.2)
+    }
+
+    fn relu_backward_tupled(args: MatmulArgs<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
+        Self::half_relu_backward(args.0, args.1)
+    }
+
+    fn cast_tupled(args: CastArgs<Self>) -> Result<FloatTensor<Self>, CastArgs<Self>> {
+        Self::half_cast(args.0, args.1)
+    }
+
+    /// A linear layer's input gradient from `(weight, output_grad)`: `grad @ weight^T`.
+    fn linear_x_grad(args: MatmulArgs<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
+        let (weight, grad) = args;
+        match Self::half_linear(grad, Self::float_swap_dims(weight, 0, 1), None) {
+            Ok(out) => Ok(out),
+            Err((grad, weight_t, _)) => Err((Self::float_swap_dims(weight_t, 0, 1), grad)),
+        }
+    }
+
+    /// A linear layer's weight gradient from `(x, output_grad)`: `x^T @ grad`, summed over
+    /// every leading dimension (both flattened to rows), `[in, out]`.
+    fn linear_weight_grad(args: MatmulArgs<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
+        let (x, grad) = args;
+        let (x_shape, g_shape) = (x.shape(), grad.shape());
+        let (k, n) = (x_shape[x_shape.num_dims() - 1], g_shape[g_shape.num_dims() - 1]);
+        let rows = x_shape.num_elements().checked_div(k).unwrap_or(0);
+        let x2d = Self::float_reshape(x.clone(), Shape::new([rows, k]));
+        let g2d = Self::float_reshape(grad.clone(), Shape::new([rows, n]));
+        Self::half_matmul(Self::float_swap_dims(x2d, 0, 1), g2d).map_err(|_| (x, grad))
+    }
+}
+
+impl<K: HostKernels> Composed for K {}
+
+/// `Mixed`'s hook for `float_matmul`: the host kernel when `B` has one and takes the
+/// case, else the inputs back.
+#[inline]
+pub(crate) fn matmul<B: Backend>(lhs: FloatTensor<B>, rhs: FloatTensor<B>) -> Result<FloatTensor<B>, MatmulArgs<B>> {
+    if !is_half::<B>(&lhs) || !host_kernels_enabled() {
+        return Err((lhs, rhs));
+    }
+    let args: MatmulArgs<B> = (lhs, rhs);
+    host_backends!(B, args, matmul_tupled)
+}
+
+/// `Mixed`'s hook for `linear`; see [`matmul`].
+#[inline]
+pub(crate) fn linear<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+) -> Result<FloatTensor<B>, LinearArgs<B>> {
+    if !is_half::<B>(&x) || !host_kernels_enabled() {
+        return Err((x, weight, bias));
+    }
+    let args: LinearArgs<B> = (x, weight, bias);
+    host_backends!(B, args, linear_tupled)
+}
+
+/// `Mixed`'s hook for `linear_x_backward` (reached under `Autodiff<Mixed<B>>`).
+#[inline]
+pub(crate) fn linear_x_backward<B: Backend>(weight: FloatTensor<B>, grad: FloatTensor<B>) -> Result<FloatTensor<B>, MatmulArgs<B>> {
+    if !is_half::<B>(&grad) || !host_kernels_enabled() {
+        return Err((weight, grad));
+    }
+    let args: MatmulArgs<B> = (weight, grad);
+    host_backends!(B, args, linear_x_grad)
+}
+
+/// `Mixed`'s hook for `linear_weight_backward` (reached under `Autodiff<Mixed<B>>`).
+#[inline]
+pub(crate) fn linear_weight_backward<B: Backend>(x: FloatTensor<B>, grad: FloatTensor<B>) -> Result<FloatTensor<B>, MatmulArgs<B>> {
+    if !is_half::<B>(&grad) || !host_kernels_enabled() {
+        return Err((x, grad));
+    }
+    let args: MatmulArgs<B> = (x, grad);
+    host_backends!(B, args, linear_weight_grad)
+}
+
+/// `Mixed`'s hook for `linear_bias_backward` (reached under `Autodiff<Mixed<B>>`).
+#[inline]
+pub(crate) fn sum_to_last<B: Backend>(tensor: FloatTensor<B>) -> Result<FloatTensor<B>, FloatTensor<B>> {
+    if !is_half::<B>(&tensor) || !host_kernels_enabled() {
+        return Err(tensor);
+    }
+    host_backends!(B, tensor, half_sum_to_last)
+}
+
+/// `Mixed`'s hook for `relu`.
+#[inline]
+pub(crate) fn relu<B: Backend>(tensor: FloatTensor<B>) -> Result<FloatTensor<B>, FloatTensor<B>> {
+    if !is_half::<B>(&tensor) || !host_kernels_enabled() {
+        return Err(tensor);
+    }
+    host_backends!(B, tensor, half_relu)
+}
+
+/// `Mixed`'s hook for `relu_backward` (reached under `Autodiff<Mixed<B>>`).
+#[inline]
+pub(crate) fn relu_backward<B: Backend>(output: FloatTensor<B>, grad: FloatTensor<B>) -> Result<FloatTensor<B>, MatmulArgs<B>> {
+    if !is_half::<B>(&grad) || !host_kernels_enabled() {
+        return Err((output, grad));
+    }
+    let args: MatmulArgs<B> = (output, grad);
+    host_backends!(B, args, relu_backward_tupled)
+}
+
+/// `Mixed`'s hook for `float_cast`, and the cast autocast inserts.
+#[inline]
+pub(crate) fn float_cast<B: Backend>(tensor: FloatTensor<B>, dtype: FloatDType) -> Result<FloatTensor<B>, CastArgs<B>> {
+    let half_target = matches!(dtype, FloatDType::F16 | FloatDType::BF16);
+    let takes = match tensor.dtype() {
+        DType::F32 => half_target,
+        DType::F16 | DType::BF16 => dtype == FloatDType::F32,
+        _ => false,
+    };
+    if !takes || !host_kernels_enabled() {
+        return Err((tensor, dtype));
+    }
+    let args: CastArgs<B> = (tensor, dtype);
+    host_backends!(B, args, cast_tupled)
+}

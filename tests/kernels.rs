@@ -1,0 +1,463 @@
+//! The host fast path (`burn_mixed::kernels`) on Flex: products against an f64 reference
+//! in units of one rounding of the output dtype, the fused linear layer's single rounding,
+//! odd shapes and layouts, gradients in both autodiff layerings, and the switch.
+//!
+//! Inputs are drawn in [-1, 1) and rounded to the half dtype first, so the f64 reference
+//! is the exact product of the very values the kernels see.
+
+#![cfg(feature = "flex")]
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::Backend;
+use burn::tensor::module::linear;
+use burn::tensor::{DType, FloatDType, Tensor, TensorData};
+use burn_mixed::Mixed;
+use burn_mixed::autocast::autocast;
+use burn_mixed::kernels::{
+    HOST_KERNELS_ENV, HostKernelCalls, host_kernel_calls, host_kernels_enabled, reset_host_kernel_calls, with_host_kernels,
+};
+
+const HALVES: [FloatDType; 2] = [FloatDType::BF16, FloatDType::F16];
+
+/// Significand bits (with the implicit one) and the smallest normal exponent.
+fn format(dtype: FloatDType) -> (i32, i32) {
+    match dtype {
+        FloatDType::BF16 => (8, -126),
+        FloatDType::F16 => (11, -14),
+        other => panic!("not a half dtype: {other:?}"),
+    }
+}
+
+/// The spacing of `dtype` around `value` (subnormals included).
+fn ulp(value: f64, dtype: FloatDType) -> f64 {
+    let (p, min_exp) = format(dtype);
+    let exp = if value == 0.0 { min_exp } else { (value.abs().log2().floor() as i32).max(min_exp) };
+    2f64.powi(exp - (p - 1))
+}
+
+fn round_to(values: Vec<f64>, dtype: FloatDType) -> Vec<f64> {
+    values
+        .into_iter()
+        .map(|v| match dtype {
+            FloatDType::BF16 => half::bf16::from_f64(v).to_f64(),
+            FloatDType::F16 => half::f16::from_f64(v).to_f64(),
+            _ => v,
+        })
+        .collect()
+}
+
+/// Deterministic values in [-1, 1), rounded to `dtype`.
+fn values(len: usize, seed: u64, dtype: FloatDType) -> Vec<f64> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0xD1B5_4A32_D192_ED03) | 1;
+    let raw = (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+        })
+        .collect();
+    round_to(raw, dtype)
+}
+
+fn tensor<B: Backend, const D: usize>(values: &[f64], shape: [usize; D], dtype: FloatDType, device: &B::Device) -> Tensor<B, D> {
+    let data: Vec<f32> = values.iter().map(|v| *v as f32).collect();
+    Tensor::<B, D>::from_data(TensorData::new(data, shape), device).cast(dtype)
+}
+
+fn read<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
+    t.cast(FloatDType::F32).into_data().to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect()
+}
+
+/// `a [batch, m, k] @ b [batch, k, n]` in f64.
+fn reference(a: &[f64], b: &[f64], batch: usize, m: usize, k: usize, n: usize) -> Vec<f64> {
+    let mut out = vec![0.0; batch * m * n];
+    for p in 0..batch {
+        for i in 0..m {
+            for l in 0..k {
+                let x = a[p * m * k + i * k + l];
+                for j in 0..n {
+                    out[p * m * n + i * n + j] += x * b[p * k * n + l * n + j];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The error of `got` against `want` in units of one rounding of `dtype`: the relative
+/// RMS error over the RMS error of one round-to-nearest (2^-p / sqrt(3)), and the largest
+/// element error in ulps among elements not lost to cancellation (|want| >= rms / 16).
+fn rounding_units(got: &[f64], want: &[f64], dtype: FloatDType) -> (f64, f64) {
+    assert_eq!(got.len(), want.len());
+    if want.is_empty() {
+        return (0.0, 0.0);
+    }
+    let (p, _) = format(dtype);
+    let n = want.len() as f64;
+    let rms = (want.iter().map(|w| w * w).sum::<f64>() / n).sqrt().max(f64::MIN_POSITIVE);
+    let err_rms = (got.iter().zip(want).map(|(g, w)| (g - w).powi(2)).sum::<f64>() / n).sqrt();
+    let one_rounding = 2f64.powi(-p) / 3f64.sqrt();
+    let worst = got
+        .iter()
+        .zip(want)
+        .filter(|(_, w)| w.abs() >= rms / 16.0)
+        .map(|(g, w)| (g - w).abs() / ulp(*w, dtype))
+        .fold(0.0, f64::max);
+    (err_rms / rms / one_rounding, worst)
+}
+
+fn assert_one_rounding(label: &str, got: &[f64], want: &[f64], dtype: FloatDType) -> f64 {
+    let (rms, worst) = rounding_units(got, want, dtype);
+    println!("{label} {dtype:?}: {rms:.2} roundings (rms), worst element {worst:.2} ulp");
+    assert!(rms <= 1.0, "{label} {dtype:?}: {rms:.2} x one rounding");
+    assert!(worst <= 1.0, "{label} {dtype:?}: an element is {worst:.2} ulp off");
+    rms
+}
+
+type M = Mixed<Flex>;
+
+#[test]
+fn products_are_within_one_rounding_for_every_k_and_m() {
+    let device = Default::default();
+    let shapes = [(1, 1, 64, 64), (1, 1, 1024, 32), (1, 1, 4096, 16), (1, 5, 1, 7), (1, 64, 256, 64), (1, 33, 4096, 17), (3, 16, 128, 8)];
+    for dtype in HALVES {
+        for (i, &(batch, m, k, n)) in shapes.iter().enumerate() {
+            let (a, b) = (values(batch * m * k, 2 * i as u64, dtype), values(batch * k * n, 2 * i as u64 + 1, dtype));
+            let want = reference(&a, &b, batch, m, k, n);
+            let label = format!("[{batch}, {m}, {k}] @ [{batch}, {k}, {n}]");
+            let fast = tensor::<M, 3>(&a, [batch, m, k], dtype, &device).matmul(tensor(&b, [batch, k, n], dtype, &device));
+            assert_eq!(fast.dtype(), DType::from(dtype), "{label}: the product stays in the half dtype");
+            assert_one_rounding(&format!("fast {label}"), &read(fast), &want, dtype);
+            let flex = tensor::<Flex, 3>(&a, [batch, m, k], dtype, &device).matmul(tensor(&b, [batch, k, n], dtype, &device));
+            let (flex_rms, _) = rounding_units(&read(flex), &want, dtype);
+            println!("  Flex's own kernel: {flex_rms:.2} roundings");
+        }
+    }
+}
+
+#[test]
+fn one_row_f16_products_no_longer_accumulate_in_f16() {
+    let device = Default::default();
+    let dtype = FloatDType::F16;
+    let (k, n) = (1024, 64);
+    let (a, b) = (values(k, 40, dtype), values(k * n, 41, dtype));
+    let want = reference(&a, &b, 1, 1, k, n);
+    let product = || tensor::<M, 2>(&a, [1, k], dtype, &device).matmul(tensor(&b, [k, n], dtype, &device));
+    let fast = assert_one_rounding("fast [1, 1024] @ [1024, 64]", &read(product()), &want, dtype);
+    let (slow, _) = rounding_units(&read(with_host_kernels(false, product)), &want, dtype);
+    println!("Flex's f16 kernel: {slow:.2} roundings");
+    assert!(slow > 4.0 * fast, "Flex's one-row f16 product accumulates in f16 ({slow:.2} vs {fast:.2})");
+}
+
+#[test]
+fn linear_adds_the_bias_before_the_one_rounding() {
+    let device = Default::default();
+    let (m, k, n) = (64, 256, 48);
+    for dtype in HALVES {
+        let (x, w, b) = (values(m * k, 50, dtype), values(k * n, 51, dtype), values(n, 52, dtype));
+        let mut want = reference(&x, &w, 1, m, k, n);
+        want.iter_mut().enumerate().for_each(|(i, v)| *v += b[i % n]);
+        let fused = linear(
+            tensor::<M, 2>(&x, [m, k], dtype, &device),
+            tensor(&w, [k, n], dtype, &device),
+            Some(tensor(&b, [n], dtype, &device)),
+        );
+        let fused = assert_one_rounding("fused linear", &read(fused), &want, dtype);
+        // What Flex's linear does: round the product, then round the sum again.
+        let twice = linear(
+            tensor::<Flex, 2>(&x, [m, k], dtype, &device),
+            tensor(&w, [k, n], dtype, &device),
+            Some(tensor(&b, [n], dtype, &device)),
+        );
+        let (twice, _) = rounding_units(&read(twice), &want, dtype);
+        println!("  rounded twice: {twice:.2} roundings");
+        assert!(fused < twice, "{dtype:?}: one rounding ({fused:.2}) beats two ({twice:.2})");
+    }
+}
+
+#[test]
+fn odd_shapes_and_layouts() {
+    let device = Default::default();
+    for dtype in HALVES {
+        // Empty inner dimension: the sum of nothing, plus the bias.
+        let a = Tensor::<M, 2>::zeros([3, 0], &device).cast(dtype);
+        let b = Tensor::<M, 2>::zeros([0, 4], &device).cast(dtype);
+        assert_eq!(read(a.clone().matmul(b.clone())), vec![0.0; 12]);
+        let bias = values(4, 60, dtype);
+        let with_bias = linear(a, b, Some(tensor(&bias, [4], dtype, &device)));
+        assert_eq!(read(with_bias), bias.repeat(3));
+        // No rows.
+        let empty = Tensor::<M, 2>::zeros([0, 5], &device).cast(dtype).matmul(Tensor::<M, 2>::zeros([5, 3], &device).cast(dtype));
+        assert_eq!(empty.dims(), [0, 3]);
+        // k = 1.
+        let (a, b) = (values(6, 61, dtype), values(4, 62, dtype));
+        assert_one_rounding("k = 1", &read(tensor::<M, 2>(&a, [6, 1], dtype, &device).matmul(tensor(&b, [1, 4], dtype, &device))), &reference(&a, &b, 1, 6, 1, 4), dtype);
+
+        // Transposed and sliced views: the same values as their contiguous copies.
+        let (a, b) = (values(24 * 16, 63, dtype), values(24 * 16, 64, dtype));
+        let a_t = tensor::<M, 2>(&a, [24, 16], dtype, &device).transpose(); // [16, 24], column-major
+        let b_s = tensor::<M, 2>(&b, [24, 16], dtype, &device).slice([0..24, 3..11]); // [24, 8], strided rows
+        let want = {
+            let at: Vec<f64> = (0..16).flat_map(|i| (0..24).map(move |j| (i, j))).map(|(i, j)| a[j * 16 + i]).collect();
+            let bs: Vec<f64> = (0..24).flat_map(|i| (3..11).map(move |j| (i, j))).map(|(i, j)| b[i * 16 + j]).collect();
+            reference(&at, &bs, 1, 16, 24, 8)
+        };
+        assert_one_rounding("transposed @ sliced", &read(a_t.matmul(b_s)), &want, dtype);
+
+        // Broadcast batch dimensions are left to Flex: bit-identical to it.
+        let (a, b) = (values(2 * 3 * 4, 65, dtype), values(4 * 5, 66, dtype));
+        let mixed = tensor::<M, 3>(&a, [2, 3, 4], dtype, &device).matmul(tensor(&b, [1, 4, 5], dtype, &device));
+        let flex = tensor::<Flex, 3>(&a, [2, 3, 4], dtype, &device).matmul(tensor(&b, [1, 4, 5], dtype, &device));
+        assert_eq!(mixed.into_data().as_bytes(), flex.into_data().as_bytes(), "broadcast batch");
+
+        // A linear layer over a rank-3 input.
+        let (x, w, bias) = (values(2 * 3 * 8, 67, dtype), values(8 * 4, 68, dtype), values(4, 69, dtype));
+        let mut want = reference(&x, &w, 1, 6, 8, 4);
+        want.iter_mut().enumerate().for_each(|(i, v)| *v += bias[i % 4]);
+        let out = linear(tensor::<M, 3>(&x, [2, 3, 8], dtype, &device), tensor(&w, [8, 4], dtype, &device), Some(tensor(&bias, [4], dtype, &device)));
+        assert_eq!(out.dims(), [2, 3, 4]);
+        assert_one_rounding("rank-3 linear", &read(out), &want, dtype);
+    }
+    // f32 never takes the fast path: bit-identical to Flex.
+    let (a, b) = (values(16 * 32, 70, FloatDType::F32), values(32 * 8, 71, FloatDType::F32));
+    let mixed = tensor::<M, 2>(&a, [16, 32], FloatDType::F32, &device).matmul(tensor(&b, [32, 8], FloatDType::F32, &device));
+    let flex = tensor::<Flex, 2>(&a, [16, 32], FloatDType::F32, &device).matmul(tensor(&b, [32, 8], FloatDType::F32, &device));
+    assert_eq!(mixed.into_data().as_bytes(), flex.into_data().as_bytes());
+}
+
+/// A 16-mixed linear layer with one row, forward and backward: every gradient within one
+/// rounding of f64, and the calls each pass made to the kernels.
+fn linear_grads<A: burn::tensor::backend::AutodiffBackend>(device: &A::Device) -> HostKernelCalls {
+    let dtype = FloatDType::F16;
+    let (k, n) = (64, 1024);
+    let (x, w, b, g) = (values(k, 80, dtype), values(k * n, 81, dtype), values(n, 82, dtype), values(n, 83, dtype));
+    let x_leaf = tensor::<A, 2>(&x, [1, k], FloatDType::F32, device).require_grad();
+    let w_leaf = tensor::<A, 2>(&w, [k, n], FloatDType::F32, device).require_grad();
+    let b_leaf = tensor::<A, 1>(&b, [n], FloatDType::F32, device).require_grad();
+    reset_host_kernel_calls();
+    let y = autocast::<A, _>(device, dtype, || linear(x_leaf.clone(), w_leaf.clone(), Some(b_leaf.clone()))).expect("f16");
+    let grads = (y.cast(FloatDType::F32) * tensor::<A, 2>(&g, [1, n], FloatDType::F32, device)).sum().backward();
+    let calls = host_kernel_calls();
+    // d/dx = g @ w^T (a one-row product over n = 1024), d/dw = x^T g, d/db = g.
+    let x_grad = x_leaf.grad(&grads).expect("x grad");
+    assert_eq!(x_grad.dtype(), DType::F32, "the gradient of an f32 leaf is f32");
+    let w_t: Vec<f64> = (0..n).flat_map(|j| (0..k).map(move |i| (i, j))).map(|(i, j)| w[i * n + j]).collect();
+    assert_one_rounding("input gradient", &read(x_grad), &reference(&g, &w_t, 1, 1, n, k), dtype);
+    assert_one_rounding("weight gradient", &read(w_leaf.grad(&grads).expect("w grad")), &reference(&x, &g, 1, k, 1, n), dtype);
+    assert_one_rounding("bias gradient", &read(b_leaf.grad(&grads).expect("b grad")), &g, dtype);
+    calls
+}
+
+#[test]
+fn gradients_use_the_kernels_in_both_layerings() {
+    let device = Default::default();
+    // Forward: the fused linear; backward: grad @ w^T (linear), x^T @ grad (matmul) and
+    // the bias gradient (sum), all in f16.
+    let calls = linear_grads::<Mixed<Autodiff<Flex>>>(&device);
+    assert_eq!((calls.matmul, calls.linear, calls.sum_to_last), (1, 2, 1), "Mixed<Autodiff<Flex>>");
+    // x, weight, bias and the output forward, and their gradients back.
+    assert_eq!(calls.cast, 8, "Mixed<Autodiff<Flex>>: casts");
+    let calls = with_host_kernels(false, || linear_grads::<Mixed<Autodiff<Flex>>>(&device));
+    assert_eq!(calls, HostKernelCalls::default(), "switched off");
+    // Autodiff<Mixed<Flex>>: the tape does not see the casts, so the backward products get
+    // the f32 parameters and run in f32 (promoted), on Flex; the forward takes the kernel.
+    let calls = linear_grads::<Autodiff<Mixed<Flex>>>(&device);
+    assert_eq!((calls.matmul, calls.linear, calls.sum_to_last), (0, 1, 1), "Autodiff<Mixed<Flex>>");
+}
+
+#[test]
+fn matmul_gradients_in_bf16() {
+    let device = Default::default();
+    let dtype = FloatDType::BF16;
+    type T = Mixed<Autodiff<Flex>>;
+    let (m, k, n) = (8, 512, 16);
+    let (a, b, g) = (values(m * k, 90, dtype), values(k * n, 91, dtype), values(m * n, 92, dtype));
+    let a_leaf = tensor::<T, 2>(&a, [m, k], dtype, &device).require_grad();
+    let b_leaf = tensor::<T, 2>(&b, [k, n], dtype, &device).require_grad();
+    let y = a_leaf.clone().matmul(b_leaf.clone());
+    let grads = (y.cast(FloatDType::F32) * tensor::<T, 2>(&g, [m, n], FloatDType::F32, &device)).sum().backward();
+    let a_grad = a_leaf.grad(&grads).expect("a grad");
+    assert_eq!(a_grad.dtype(), DType::BF16, "a bf16 leaf gets a bf16 gradient");
+    let b_t: Vec<f64> = (0..n).flat_map(|j| (0..k).map(move |i| (i, j))).map(|(i, j)| b[i * n + j]).collect();
+    assert_one_rounding("d/da = g @ b^T", &read(a_grad), &reference(&g, &b_t, 1, m, n, k), dtype);
+    let a_t: Vec<f64> = (0..k).flat_map(|j| (0..m).map(move |i| (i, j))).map(|(i, j)| a[i * k + j]).collect();
+    assert_one_rounding("d/db = a^T @ g", &read(b_leaf.grad(&grads).expect("b grad")), &reference(&a_t, &g, 1, k, m, n), dtype);
+}
+
+/// `MIXED_HOST_KERNELS=0` turns the fast path off: checked in a child process, since the
+/// environment is read once per process.
+#[test]
+fn environment_switch() {
+    const CHILD: &str = "BURN_MIXED_KERNELS_TEST_CHILD";
+    let device = Default::default();
+    let (a, b) = (values(1024, 100, FloatDType::F16), values(1024 * 8, 101, FloatDType::F16));
+    let product = || {
+        tensor::<M, 2>(&a, [1, 1024], FloatDType::F16, &device).matmul(tensor(&b, [1024, 8], FloatDType::F16, &device)).into_data()
+    };
+    let flex = tensor::<Flex, 2>(&a, [1, 1024], FloatDType::F16, &device).matmul(tensor(&b, [1024, 8], FloatDType::F16, &device)).into_data();
+    if std::env::var_os(CHILD).is_some() {
+        assert!(!host_kernels_enabled(), "{HOST_KERNELS_ENV}=0 turns the fast path off");
+        assert_eq!(product().as_bytes(), flex.as_bytes(), "off: Flex's own kernel");
+        return;
+    }
+    assert!(host_kernels_enabled(), "on by default");
+    assert_ne!(product().as_bytes(), flex.as_bytes(), "on: not Flex's kernel");
+    assert_eq!(with_host_kernels(false, product).as_bytes(), flex.as_bytes(), "off on this thread");
+    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "environment_switch", "--test-threads", "1"])
+        .env(HOST_KERNELS_ENV, "0")
+        .env(CHILD, "1")
+        .status()
+        .expect("the test binary runs");
+    assert!(status.success(), "the child run with {HOST_KERNELS_ENV}=0 failed");
+}
+
+/// f32 values that exercise every rounding case: ties, overflow to infinity (f16),
+/// subnormals of both formats, signed zeros, infinities and NaN, then a long random tail
+/// (odd length, parallel size).
+fn special_values() -> Vec<f32> {
+    let mut v = vec![
+        0.0, -0.0, 1.0, -1.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 65504.0, 65520.0, 70000.0, -70000.0,
+        6.0e-8, 3.0e-8, 1.0e-40, -1.0e-40, f32::MIN_POSITIVE, 1.0 + 2f32.powi(-8), 1.0 + 3.0 * 2f32.powi(-9),
+        1.0 + 2f32.powi(-11), 1.0 + 3.0 * 2f32.powi(-12), 3.4e38, -3.4e38,
+    ];
+    v.extend(values(100_003, 110, FloatDType::F32).into_iter().map(|x| (x * 300.0) as f32));
+    v
+}
+
+/// Asserts two encodings are equal, reporting the first few differing elements (as 16-bit
+/// or 32-bit words) instead of every byte.
+fn assert_same_bits(label: &str, got: TensorData, want: TensorData, inputs: &[f32]) {
+    let width = got.dtype.size();
+    let (got, want) = (got.as_bytes().to_vec(), want.as_bytes().to_vec());
+    assert_eq!(got.len(), want.len(), "{label}: lengths");
+    let word = |b: &[u8], i: usize| b[i * width..(i + 1) * width].iter().rev().fold(0u32, |w, x| (w << 8) | *x as u32);
+    let diffs: Vec<String> = (0..got.len() / width)
+        .filter(|&i| word(&got, i) != word(&want, i))
+        .take(5)
+        .map(|i| format!("#{i} (input {:e}): {:#x} vs {:#x}", inputs.get(i).copied().unwrap_or(f32::NAN), word(&got, i), word(&want, i)))
+        .collect();
+    assert!(diffs.is_empty(), "{label}: differs at {}", diffs.join(", "));
+}
+
+fn infinity_bits(dtype: FloatDType) -> u16 {
+    if dtype == FloatDType::BF16 { 0x7f80 } else { 0x7c00 }
+}
+
+/// The bits of `value` rounded to nearest (ties to even) in `dtype`, from f64 arithmetic on
+/// the neighbouring values: the reference the cast kernel is held to.
+fn nearest_even(value: f32, dtype: FloatDType) -> u16 {
+    let (to_f64, from_f32): (fn(u16) -> f64, fn(f32) -> u16) = match dtype {
+        FloatDType::BF16 => (|b| half::bf16::from_bits(b).to_f64(), |v| half::bf16::from_f32(v).to_bits()),
+        _ => (|b| half::f16::from_bits(b).to_f64(), |v| half::f16::from_f32(v).to_bits()),
+    };
+    let v = f64::from(value);
+    let guess = from_f32(value);
+    let sign = guess & 0x8000;
+    // Infinity sits where the next binade would start: values at least half an ulp above
+    // the largest finite one round to it (IEEE 754 overflow under round-to-nearest).
+    let emax = if dtype == FloatDType::BF16 { 127 } else { 15 };
+    let position = |c: u16| match to_f64(c) {
+        x if x.is_infinite() => x.signum() * 2f64.powi(emax + 1),
+        x => x,
+    };
+    if v.abs() >= 2f64.powi(emax + 1) {
+        return sign | (infinity_bits(dtype));
+    }
+    // Search the same-sign bit patterns (monotone in magnitude) around a first guess.
+    (guess.saturating_sub(2)..=guess.saturating_add(2))
+        .filter(|c| c & 0x8000 == sign && !to_f64(*c).is_nan())
+        .min_by(|a, b| {
+            let (da, db) = ((position(*a) - v).abs(), (position(*b) - v).abs());
+            da.total_cmp(&db).then((a & 1).cmp(&(b & 1)))
+        })
+        .expect("a candidate")
+}
+
+#[test]
+fn casts_round_to_nearest_even() {
+    let device = Default::default();
+    let v = special_values();
+    let n = v.len();
+    for dtype in HALVES {
+        reset_host_kernel_calls();
+        let mixed = Tensor::<M, 1>::from_data(TensorData::new(v.clone(), [n]), &device).cast(dtype);
+        let flex = Tensor::<Flex, 1>::from_data(TensorData::new(v.clone(), [n]), &device).cast(dtype);
+        let words = |d: TensorData| -> Vec<u16> { d.as_bytes().chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect() };
+        let (got, flex_bits) = (words(mixed.clone().into_data()), words(flex.clone().into_data()));
+        for (i, (&x, &g)) in v.iter().zip(&got).enumerate() {
+            if x.is_nan() {
+                assert_eq!(g & 0x7fff > 0x7f80 || (dtype == FloatDType::F16 && g & 0x7fff > 0x7c00), true, "#{i}: NaN stays NaN");
+                continue;
+            }
+            assert_eq!(g, nearest_even(x, dtype), "{dtype:?} #{i}: {x:e} rounds to nearest even");
+        }
+        let off = got.iter().zip(&flex_bits).zip(&v).filter(|((g, f), x)| g != f && !x.is_nan()).count();
+        println!("{dtype:?}: {off} of {n} values rounded differently by Flex's own cast (through f64)");
+        assert_eq!(host_kernel_calls().cast, 1, "{dtype:?}: the kernel ran");
+        drop(mixed);
+
+        // Widening is exact: bit-identical to Flex on the same half values (representable
+        // ones, so that the narrowing casts agree too).
+        let exact = representable(dtype);
+        let widen = |t: Tensor<M, 1>| t.cast(dtype).cast(FloatDType::F32).into_data();
+        let widened = widen(Tensor::from_data(TensorData::new(exact.clone(), [n]), &device));
+        let flex_widened =
+            Tensor::<Flex, 1>::from_data(TensorData::new(exact.clone(), [n]), &device).cast(dtype).cast(FloatDType::F32).into_data();
+        assert_same_bits(&format!("{dtype:?}: half -> f32"), widened, flex_widened, &exact);
+        assert_eq!(host_kernel_calls().cast, 3, "{dtype:?}: the kernels ran");
+
+        // A transposed view is left to Flex.
+        let grid = |t: Tensor<M, 2>| t.transpose().cast(dtype).into_data();
+        let values: Vec<f32> = v[..300 * 333].iter().map(|x| half::f16::from_f32(*x).to_f32()).collect();
+        let strided = grid(Tensor::from_data(TensorData::new(values.clone(), [300, 333]), &device));
+        let flex = Tensor::<Flex, 2>::from_data(TensorData::new(values, [300, 333]), &device).transpose().cast(dtype).into_data();
+        assert_same_bits(&format!("{dtype:?}: strided cast"), strided, flex, &[]);
+    }
+}
+
+/// [`special_values`] made exactly representable in `dtype`, so that every cast on the
+/// way is exact and the results can be compared with Flex bit for bit.
+fn representable(dtype: FloatDType) -> Vec<f32> {
+    special_values().into_iter().map(|x| round_to(vec![f64::from(x)], dtype)[0] as f32).collect()
+}
+
+#[test]
+fn relu_is_bit_identical_to_flex() {
+    let device = Default::default();
+    for dtype in HALVES {
+        let v = representable(dtype);
+        let n = v.len();
+        reset_host_kernel_calls();
+        let mixed = burn::tensor::activation::relu(Tensor::<M, 1>::from_data(TensorData::new(v.clone(), [n]), &device).cast(dtype));
+        let flex = burn::tensor::activation::relu(Tensor::<Flex, 1>::from_data(TensorData::new(v.clone(), [n]), &device).cast(dtype));
+        assert_same_bits(&format!("{dtype:?}: relu"), mixed.into_data(), flex.into_data(), &v);
+        assert_eq!(host_kernel_calls().relu, 1, "{dtype:?}: the kernel ran");
+    }
+}
+
+#[test]
+fn relu_gradients_are_bit_identical_to_flex() {
+    let device = Default::default();
+    fn grads<A: burn::tensor::backend::AutodiffBackend>(v: &[f32], g: &[f64], dtype: FloatDType, device: &A::Device) -> TensorData {
+        let n = v.len();
+        let x = Tensor::<A, 1>::from_data(TensorData::new(v.to_vec(), [n]), device).require_grad();
+        let g = Tensor::<A, 1>::from_data(TensorData::new(g.iter().map(|g| *g as f32).collect::<Vec<_>>(), [n]), device);
+        let y = burn::tensor::activation::relu(x.clone().cast(dtype)).cast(FloatDType::F32);
+        let grads = (y * g).sum().backward();
+        x.grad(&grads).expect("x grad").into_data()
+    }
+    for dtype in HALVES {
+        let v = representable(dtype);
+        let upstream = values(v.len(), 120, dtype);
+        reset_host_kernel_calls();
+        let fast = grads::<Mixed<Autodiff<Flex>>>(&v, &upstream, dtype, &device);
+        let calls = host_kernel_calls();
+        assert_eq!((calls.relu, calls.cast), (1, 4), "{dtype:?}: relu, and the casts forward and back");
+        let flex = grads::<Autodiff<Flex>>(&v, &upstream, dtype, &device);
+        assert_same_bits(&format!("{dtype:?}: relu backward, Mixed<Autodiff<Flex>>"), fast, flex.clone(), &v);
+        let layered = grads::<Autodiff<Mixed<Flex>>>(&v, &upstream, dtype, &device);
+        assert_same_bits(&format!("{dtype:?}: relu backward, Autodiff<Mixed<Flex>>"), layered, flex, &v);
+    }
+}
