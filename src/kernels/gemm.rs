@@ -27,39 +27,28 @@ pub(crate) trait Half:
     fn narrow_slice(src: &[f32], dst: &mut [Self]);
 }
 
-impl Half for bf16 {
-    #[inline]
-    fn widen(self) -> f32 {
-        self.to_f32()
-    }
-    #[inline]
-    fn narrow(value: f32) -> Self {
-        bf16::from_f32(value)
-    }
-    fn widen_slice(src: &[Self], dst: &mut [f32]) {
-        src.convert_to_f32_slice(dst)
-    }
-    fn narrow_slice(src: &[f32], dst: &mut [Self]) {
-        dst.convert_from_f32_slice(src)
-    }
+macro_rules! half_types {
+    ($($t:ident),*) => {$(
+        impl Half for $t {
+            #[inline]
+            fn widen(self) -> f32 {
+                self.to_f32()
+            }
+            #[inline]
+            fn narrow(value: f32) -> Self {
+                $t::from_f32(value)
+            }
+            fn widen_slice(src: &[Self], dst: &mut [f32]) {
+                src.convert_to_f32_slice(dst)
+            }
+            fn narrow_slice(src: &[f32], dst: &mut [Self]) {
+                dst.convert_from_f32_slice(src)
+            }
+        }
+    )*};
 }
 
-impl Half for f16 {
-    #[inline]
-    fn widen(self) -> f32 {
-        self.to_f32()
-    }
-    #[inline]
-    fn narrow(value: f32) -> Self {
-        f16::from_f32(value)
-    }
-    fn widen_slice(src: &[Self], dst: &mut [f32]) {
-        src.convert_to_f32_slice(dst)
-    }
-    fn narrow_slice(src: &[f32], dst: &mut [Self]) {
-        dst.convert_from_f32_slice(src)
-    }
-}
+half_types!(bf16, f16);
 
 /// A strided matrix inside a slice: element (i, j) is at `offset + i * rs + j * cs`.
 #[derive(Clone, Copy, Debug)]

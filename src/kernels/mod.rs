@@ -276,77 +276,43 @@ pub(crate) trait Composed: HostKernels {
 
 impl<K: HostKernels> Composed for K {}
 
-/// `Mixed`'s hook for `float_matmul`: the host kernel when `B` has one and takes the
-/// case, else the inputs back.
-#[inline]
-pub(crate) fn matmul<B: Backend>(lhs: FloatTensor<B>, rhs: FloatTensor<B>) -> Result<FloatTensor<B>, MatmulArgs<B>> {
-    if !is_half::<B>(&lhs) || !host_kernels_enabled() {
-        return Err((lhs, rhs));
-    }
-    let args: MatmulArgs<B> = (lhs, rhs);
-    host_backends!(B, args, matmul_tupled)
+/// `Mixed`'s hooks (the `=> name` lines of the forwarding tables): each offers its
+/// arguments to the host kernel of `B` when the checked tensor is f16 or bf16 and the fast
+/// path is on, and hands them back otherwise, or when `B` has no such kernel or declines.
+macro_rules! hooks {
+    ($(
+        $(#[$doc:meta])*
+        fn $name:ident($($arg:ident: $ty:ty),+) -> Result<_, $args:ty> if half($checked:ident) => $method:ident;
+    )*) => {$(
+        $(#[$doc])*
+        #[inline]
+        pub(crate) fn $name<B: Backend>($($arg: $ty),+) -> Result<FloatTensor<B>, $args> {
+            if !is_half::<B>(&$checked) || !host_kernels_enabled() {
+                return Err(($($arg),+));
+            }
+            let args: $args = ($($arg),+);
+            host_backends!(B, args, $method)
+        }
+    )*};
 }
 
-/// `Mixed`'s hook for `linear`; see [`matmul`].
-#[inline]
-pub(crate) fn linear<B: Backend>(
-    x: FloatTensor<B>,
-    weight: FloatTensor<B>,
-    bias: Option<FloatTensor<B>>,
-) -> Result<FloatTensor<B>, LinearArgs<B>> {
-    if !is_half::<B>(&x) || !host_kernels_enabled() {
-        return Err((x, weight, bias));
-    }
-    let args: LinearArgs<B> = (x, weight, bias);
-    host_backends!(B, args, linear_tupled)
-}
-
-/// `Mixed`'s hook for `linear_x_backward` (reached under `Autodiff<Mixed<B>>`).
-#[inline]
-pub(crate) fn linear_x_backward<B: Backend>(weight: FloatTensor<B>, grad: FloatTensor<B>) -> Result<FloatTensor<B>, MatmulArgs<B>> {
-    if !is_half::<B>(&grad) || !host_kernels_enabled() {
-        return Err((weight, grad));
-    }
-    let args: MatmulArgs<B> = (weight, grad);
-    host_backends!(B, args, linear_x_grad)
-}
-
-/// `Mixed`'s hook for `linear_weight_backward` (reached under `Autodiff<Mixed<B>>`).
-#[inline]
-pub(crate) fn linear_weight_backward<B: Backend>(x: FloatTensor<B>, grad: FloatTensor<B>) -> Result<FloatTensor<B>, MatmulArgs<B>> {
-    if !is_half::<B>(&grad) || !host_kernels_enabled() {
-        return Err((x, grad));
-    }
-    let args: MatmulArgs<B> = (x, grad);
-    host_backends!(B, args, linear_weight_grad)
-}
-
-/// `Mixed`'s hook for `linear_bias_backward` (reached under `Autodiff<Mixed<B>>`).
-#[inline]
-pub(crate) fn sum_to_last<B: Backend>(tensor: FloatTensor<B>) -> Result<FloatTensor<B>, FloatTensor<B>> {
-    if !is_half::<B>(&tensor) || !host_kernels_enabled() {
-        return Err(tensor);
-    }
-    host_backends!(B, tensor, half_sum_to_last)
-}
-
-/// `Mixed`'s hook for `relu`.
-#[inline]
-pub(crate) fn relu<B: Backend>(tensor: FloatTensor<B>) -> Result<FloatTensor<B>, FloatTensor<B>> {
-    if !is_half::<B>(&tensor) || !host_kernels_enabled() {
-        return Err(tensor);
-    }
-    host_backends!(B, tensor, half_relu)
-}
-
-/// `Mixed`'s hook for `relu_backward` (reached under `Autodiff<Mixed<B>>`).
-#[inline]
-pub(crate) fn relu_backward<B: Backend>(output: FloatTensor<B>, grad: FloatTensor<B>) -> Result<FloatTensor<B>, MatmulArgs<B>> {
-    if !is_half::<B>(&grad) || !host_kernels_enabled() {
-        return Err((output, grad));
-    }
-    let args: MatmulArgs<B> = (output, grad);
-    host_backends!(B, args, relu_backward_tupled)
+hooks! {
+    /// `float_matmul`.
+    fn matmul(lhs: FloatTensor<B>, rhs: FloatTensor<B>) -> Result<_, MatmulArgs<B>> if half(lhs) => matmul_tupled;
+    /// `linear`.
+    fn linear(x: FloatTensor<B>, weight: FloatTensor<B>, bias: Option<FloatTensor<B>>) -> Result<_, LinearArgs<B>>
+        if half(x) => linear_tupled;
+    /// `linear_x_backward` (reached under `Autodiff<Mixed<B>>`).
+    fn linear_x_backward(weight: FloatTensor<B>, grad: FloatTensor<B>) -> Result<_, MatmulArgs<B>> if half(grad) => linear_x_grad;
+    /// `linear_weight_backward` (reached under `Autodiff<Mixed<B>>`).
+    fn linear_weight_backward(x: FloatTensor<B>, grad: FloatTensor<B>) -> Result<_, MatmulArgs<B>>
+        if half(grad) => linear_weight_grad;
+    /// `linear_bias_backward` (reached under `Autodiff<Mixed<B>>`).
+    fn sum_to_last(tensor: FloatTensor<B>) -> Result<_, FloatTensor<B>> if half(tensor) => half_sum_to_last;
+    /// `relu`.
+    fn relu(tensor: FloatTensor<B>) -> Result<_, FloatTensor<B>> if half(tensor) => half_relu;
+    /// `relu_backward` (reached under `Autodiff<Mixed<B>>`).
+    fn relu_backward(output: FloatTensor<B>, grad: FloatTensor<B>) -> Result<_, MatmulArgs<B>> if half(grad) => relu_backward_tupled;
 }
 
 /// `Mixed`'s hook for `float_cast`, and the cast autocast inserts.
