@@ -1,17 +1,16 @@
-//! Element-wise half-precision kernels on host slices: blocks are widened to f32 with the
-//! `half` crate's slice conversions (SIMD where the CPU has it), computed in f32 in
-//! registers, and narrowed back once, across threads for large tensors.
+//! Element-wise half-precision kernels on host slices, across threads for large tensors:
+//! conversions between f32 and the half types (vectorized: F16C for f16 through the `half`
+//! crate, integer rounding for bf16), and ops that are exact on the 16-bit encoding (relu
+//! and its backward), which need no conversion at all.
 //!
-//! Each op computes exactly what Flex computes per element (the same f32 function between
-//! an exact widening and one round-to-nearest narrowing), so results are bit-identical to
-//! Flex's; only the loop around it differs (Flex converts one element at a time, in
-//! software for f16).
+//! Flex converts one element at a time (in software for f16, and bf16 casts through f64);
+//! these loops compute the same values, rounded to nearest even.
 
 use rayon::prelude::*;
 
 use super::gemm::Half;
 
-/// Elements converted per block: small enough for the stack, large enough to amortise.
+/// The smallest share of work one thread takes.
 const BLOCK: usize = 1024;
 /// Below this many elements one thread does it all.
 const PARALLEL_FROM: usize = 1 << 15;
@@ -25,34 +24,25 @@ fn blocks<'a, T: Send + 'a, U: Sync + 'a>(
     out.par_chunks_mut(chunk).enumerate().for_each(|(i, out)| f(out, inputs, i * chunk));
 }
 
-/// `out[i] = narrow(f(widen(input[i])))`.
-pub(crate) fn map<T: Half>(input: &[T], out: &mut [T], f: impl Fn(f32) -> f32 + Sync + Send) {
+/// `out[i] = f(input[i])` on the raw 16-bit patterns (ops exact on the encoding, such as
+/// relu: no conversion at all).
+pub(crate) fn map_bits<T: Half>(input: &[T], out: &mut [T], f: impl Fn(u16) -> u16 + Sync + Send) {
     let inputs = [input];
     blocks(out, &inputs, |out, inputs, start| {
-        let mut buf = [0f32; BLOCK];
-        for (j, out) in out.chunks_mut(BLOCK).enumerate() {
-            let at = start + j * BLOCK;
-            let buf = &mut buf[..out.len()];
-            T::widen_slice(&inputs[0][at..at + out.len()], buf);
-            buf.iter_mut().for_each(|v| *v = f(*v));
-            T::narrow_slice(buf, out);
-        }
+        let input: &[u16] = bytemuck::cast_slice(&inputs[0][start..start + out.len()]);
+        let out: &mut [u16] = bytemuck::cast_slice_mut(out);
+        out.iter_mut().zip(input).for_each(|(o, x)| *o = f(*x));
     });
 }
 
-/// `out[i] = narrow(f(widen(a[i]), widen(b[i])))`.
-pub(crate) fn zip<T: Half>(a: &[T], b: &[T], out: &mut [T], f: impl Fn(f32, f32) -> f32 + Sync + Send) {
+/// `out[i] = f(a[i], b[i])` on the raw 16-bit patterns.
+pub(crate) fn zip_bits<T: Half>(a: &[T], b: &[T], out: &mut [T], f: impl Fn(u16, u16) -> u16 + Sync + Send) {
     let inputs = [a, b];
     blocks(out, &inputs, |out, inputs, start| {
-        let (mut x, mut y) = ([0f32; BLOCK], [0f32; BLOCK]);
-        for (j, out) in out.chunks_mut(BLOCK).enumerate() {
-            let at = start + j * BLOCK;
-            let (x, y) = (&mut x[..out.len()], &mut y[..out.len()]);
-            T::widen_slice(&inputs[0][at..at + out.len()], x);
-            T::widen_slice(&inputs[1][at..at + out.len()], y);
-            x.iter_mut().zip(y.iter()).for_each(|(x, y)| *x = f(*x, *y));
-            T::narrow_slice(x, out);
-        }
+        let a: &[u16] = bytemuck::cast_slice(&inputs[0][start..start + out.len()]);
+        let b: &[u16] = bytemuck::cast_slice(&inputs[1][start..start + out.len()]);
+        let out: &mut [u16] = bytemuck::cast_slice_mut(out);
+        out.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (x, y))| *o = f(*x, *y));
     });
 }
 

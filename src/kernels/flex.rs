@@ -42,22 +42,22 @@ impl HostKernels for Flex {
         }
     }
 
-    // Flex's relu is `max(x, 0)` in f32 between a widening and a narrowing, and its relu
-    // backward `if out > 0 { g } else { 0 }`: the same functions, so the same bits.
+    // Flex's relu is `max(x, 0)` in f32 between exact conversions, and its backward
+    // `if out > 0 { g } else { 0 }`; both are decided by the encoding alone (sign bit,
+    // zero, NaN), so they run on the 16-bit patterns with the same results.
     fn half_relu(tensor: FlexTensor) -> Result<FlexTensor, FlexTensor> {
         let out = match tensor.dtype() {
-            DType::BF16 => unary::<bf16>(&tensor, |x| x.max(0.0)),
-            DType::F16 => unary::<f16>(&tensor, |x| x.max(0.0)),
+            DType::BF16 => unary_bits::<bf16>(&tensor, |x| relu_bits(x, 0x7f80)),
+            DType::F16 => unary_bits::<f16>(&tensor, |x| relu_bits(x, 0x7c00)),
             _ => None,
         };
         out.inspect(|_| count(|c| &mut c.relu)).ok_or(tensor)
     }
 
     fn half_relu_backward(output: FlexTensor, grad: FlexTensor) -> Result<FlexTensor, MatmulArgs<Flex>> {
-        let relu_grad = |out: f32, g: f32| if out > 0.0 { g } else { 0.0 };
         let result = match (output.dtype(), grad.dtype()) {
-            (DType::BF16, DType::BF16) => binary::<bf16>(&output, &grad, relu_grad),
-            (DType::F16, DType::F16) => binary::<f16>(&output, &grad, relu_grad),
+            (DType::BF16, DType::BF16) => binary_bits::<bf16>(&output, &grad, |o, g| relu_grad_bits(o, g, 0x7f80)),
+            (DType::F16, DType::F16) => binary_bits::<f16>(&output, &grad, |o, g| relu_grad_bits(o, g, 0x7c00)),
             _ => None,
         };
         result.inspect(|_| count(|c| &mut c.relu_backward)).ok_or((output, grad))
@@ -82,19 +82,38 @@ fn filled<E: burn::tensor::Element + bytemuck::Pod>(like: &FlexTensor, dtype: DT
     out
 }
 
-/// `f` on every element of a contiguous half tensor (`None` for any other layout).
-fn unary<T: Half>(x: &FlexTensor, f: impl Fn(f32) -> f32 + Sync + Send) -> Option<FlexTensor> {
-    let input = x.as_slice::<T>()?;
-    Some(filled::<T>(x, x.dtype(), |out| elementwise::map(input, out, f)))
+/// Whether the 16-bit pattern `x` is greater than zero: sign clear, not zero, not NaN
+/// (`inf_bits`: the format's infinity; anything above it is NaN).
+#[inline]
+fn positive(x: u16, inf_bits: u16) -> bool {
+    x & 0x8000 == 0 && x != 0 && x <= inf_bits
 }
 
-/// `f` on every pair of elements of two contiguous half tensors of one shape.
-fn binary<T: Half>(a: &FlexTensor, b: &FlexTensor, f: impl Fn(f32, f32) -> f32 + Sync + Send) -> Option<FlexTensor> {
+/// `max(x, 0)` on the encoding: `x` when positive, else +0 (negatives, zeros and NaN).
+#[inline]
+fn relu_bits(x: u16, inf_bits: u16) -> u16 {
+    if positive(x, inf_bits) { x } else { 0 }
+}
+
+/// `g` where the relu output `out` is positive, else +0.
+#[inline]
+fn relu_grad_bits(out: u16, g: u16, inf_bits: u16) -> u16 {
+    if positive(out, inf_bits) { g } else { 0 }
+}
+
+/// `f` on every 16-bit pattern of a contiguous half tensor (`None` for any other layout).
+fn unary_bits<T: Half>(x: &FlexTensor, f: impl Fn(u16) -> u16 + Sync + Send) -> Option<FlexTensor> {
+    let input = x.as_slice::<T>()?;
+    Some(filled::<T>(x, x.dtype(), |out| elementwise::map_bits(input, out, f)))
+}
+
+/// `f` on every pair of 16-bit patterns of two contiguous half tensors of one shape.
+fn binary_bits<T: Half>(a: &FlexTensor, b: &FlexTensor, f: impl Fn(u16, u16) -> u16 + Sync + Send) -> Option<FlexTensor> {
     if a.layout().shape() != b.layout().shape() {
         return None;
     }
     let (x, y) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
-    Some(filled::<T>(a, a.dtype(), |out| elementwise::zip(x, y, out, f)))
+    Some(filled::<T>(a, a.dtype(), |out| elementwise::zip_bits(x, y, out, f)))
 }
 
 fn narrowed<T: Half>(x: &FlexTensor) -> Option<FlexTensor> {

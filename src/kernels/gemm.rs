@@ -17,38 +17,41 @@ use gemmkit::{Bias, MatMut, MatRef, Parallelism, Scalar};
 pub(crate) trait Half:
     gemmkit::FusedScalar + gemmkit::GemmScalar + burn::tensor::Element + bytemuck::Pod + Copy + Send + Sync
 {
-    /// Exact: every half value is an f32.
-    fn widen(self) -> f32;
-    /// Rounds to nearest, ties to even.
-    fn narrow(value: f32) -> Self;
-    /// [`Half::widen`] over a slice (SIMD where the CPU has it: F16C for f16).
+    /// Widens to f32 (exact: every half value is an f32).
     fn widen_slice(src: &[Self], dst: &mut [f32]);
-    /// [`Half::narrow`] over a slice.
+    /// Narrows from f32, rounding to nearest, ties to even.
     fn narrow_slice(src: &[f32], dst: &mut [Self]);
 }
 
-macro_rules! half_types {
-    ($($t:ident),*) => {$(
-        impl Half for $t {
-            #[inline]
-            fn widen(self) -> f32 {
-                self.to_f32()
-            }
-            #[inline]
-            fn narrow(value: f32) -> Self {
-                $t::from_f32(value)
-            }
-            fn widen_slice(src: &[Self], dst: &mut [f32]) {
-                src.convert_to_f32_slice(dst)
-            }
-            fn narrow_slice(src: &[f32], dst: &mut [Self]) {
-                dst.convert_from_f32_slice(src)
-            }
+impl Half for bf16 {
+    // bf16 is the top half of an f32: widening is a shift, and narrowing rounds the low
+    // half to nearest even with integer arithmetic. Both are branch-free, so the compiler
+    // vectorizes them (the `half` crate converts bf16 one element at a time).
+    fn widen_slice(src: &[Self], dst: &mut [f32]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = f32::from_bits(u32::from(s.to_bits()) << 16);
         }
-    )*};
+    }
+    fn narrow_slice(src: &[f32], dst: &mut [Self]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            let bits = s.to_bits();
+            let rounded = (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16;
+            // NaN keeps its sign and top payload bits, made quiet (as `bf16::from_f32`).
+            let nan = ((bits >> 16) as u16) | 0x0040;
+            *d = bf16::from_bits(if bits & 0x7fff_ffff > 0x7f80_0000 { nan } else { rounded });
+        }
+    }
 }
 
-half_types!(bf16, f16);
+impl Half for f16 {
+    // The `half` crate uses the CPU's F16C conversions where present.
+    fn widen_slice(src: &[Self], dst: &mut [f32]) {
+        src.convert_to_f32_slice(dst)
+    }
+    fn narrow_slice(src: &[f32], dst: &mut [Self]) {
+        dst.convert_from_f32_slice(src)
+    }
+}
 
 /// A strided matrix inside a slice: element (i, j) is at `offset + i * rs + j * cs`.
 #[derive(Clone, Copy, Debug)]
@@ -117,11 +120,12 @@ pub(crate) fn column_sums<T: Half>(data: &[T], rows: usize, cols: usize) -> Vec<
     if cols == 0 {
         return Vec::new();
     }
-    let mut acc = vec![0f32; cols];
+    let (mut acc, mut row_f32) = (vec![0f32; cols], vec![0f32; cols]);
     for row in data.chunks_exact(cols).take(rows) {
-        for (a, v) in acc.iter_mut().zip(row) {
-            *a += v.widen();
-        }
+        T::widen_slice(row, &mut row_f32);
+        acc.iter_mut().zip(&row_f32).for_each(|(a, v)| *a += v);
     }
-    acc.into_iter().map(T::narrow).collect()
+    let mut out = vec![<T as Scalar>::ZERO; cols];
+    T::narrow_slice(&acc, &mut out);
+    out
 }

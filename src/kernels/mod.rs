@@ -33,7 +33,8 @@ use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::FloatTensor;
+use burn::tensor::ops::attention::attention_fallback;
+use burn::tensor::ops::{AttentionModuleOptions, BoolTensor, FloatTensor};
 use burn::tensor::{DType, FloatDType, Shape, TensorMetadata};
 
 /// The environment variable that turns the host fast path off when set to `0`.
@@ -329,4 +330,46 @@ pub(crate) fn float_cast<B: Backend>(tensor: FloatTensor<B>, dtype: FloatDType) 
     }
     let args: CastArgs<B> = (tensor, dtype);
     host_backends!(B, args, cast_tupled)
+}
+
+/// The inputs of `attention`, handed back when declined.
+pub(crate) type AttentionArgs<B> = (
+    FloatTensor<B>,
+    FloatTensor<B>,
+    FloatTensor<B>,
+    Option<BoolTensor<B>>,
+    Option<FloatTensor<B>>,
+    AttentionModuleOptions,
+);
+
+/// Whether `B` is one of the backends with host kernels.
+fn has_host_kernels<B: Backend>() -> bool {
+    #[cfg(feature = "flex")]
+    {
+        use burn::backend::{Autodiff, Flex};
+        let id = TypeId::of::<B>();
+        id == TypeId::of::<Flex>() || id == TypeId::of::<Autodiff<Flex>>()
+    }
+    #[cfg(not(feature = "flex"))]
+    false
+}
+
+/// `Mixed`'s hook for `attention`: on a backend with host kernels, attention is written out
+/// as its parts (Burn's reference composition) on `Mixed<B>` itself, so that each part
+/// meets the policy and the kernels: the two products run in half on the GEMM, the softmax
+/// in f32. Passed to the inner backend whole, `Autodiff<Flex>` would decompose it below
+/// `Mixed`, where the products take Flex's slow half path.
+#[inline]
+pub(crate) fn attention<B: Backend>(
+    query: FloatTensor<B>,
+    key: FloatTensor<B>,
+    value: FloatTensor<B>,
+    mask: Option<BoolTensor<B>>,
+    attn_bias: Option<FloatTensor<B>>,
+    options: AttentionModuleOptions,
+) -> Result<FloatTensor<B>, AttentionArgs<B>> {
+    if !is_half::<B>(&query) || !host_kernels_enabled() || !has_host_kernels::<B>() {
+        return Err((query, key, value, mask, attn_bias, options));
+    }
+    Ok(attention_fallback::<crate::Mixed<B>>(query, key, value, mask, attn_bias, options))
 }
