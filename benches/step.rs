@@ -15,12 +15,12 @@ use burn_mixed::Mixed;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::time::Duration;
 
-use workloads::memory::{CountingAllocator, host_peak};
+use workloads::memory::{CountingAlloc, host_peak};
 use workloads::models::{Cnn, Mlp, TransformerBlock, Workload};
 use workloads::{PRECISIONS, bench, print_summary, record_peak, runnable, step};
 
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+static ALLOCATOR: CountingAlloc = CountingAlloc;
 
 /// Measures one model under every precision the backend runs: peak memory of one step
 /// (after a warm-up step), then step time.
