@@ -72,7 +72,7 @@ fn benches(c: &mut Criterion) {
         bench_backend::<W>(c, "wgpu", &device, &peak);
     }
     #[cfg(not(feature = "wgpu"))]
-    println!("WARNING: built without the wgpu feature, so the Wgpu step benches did not run (plain `cargo bench` at the workspace root enables it)");
+    println!("WARNING: built without the wgpu feature, so the Wgpu step benches did not run (`cargo bench --workspace` enables it, as backend-tests does; or `cargo bench --features wgpu`)");
     print_summary();
 }
 
