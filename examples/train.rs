@@ -154,7 +154,7 @@ struct Args {
     /// the system's temporary directory.
     #[arg(long)]
     artifacts: Option<PathBuf>,
-    /// Adam's learning rate. Default: 3e-3 for the transformer, 1e-2 for the MLP.
+    /// Adam's learning rate. Default: 2e-3 for the transformer, 1e-2 for the MLP.
     #[arg(long)]
     lr: Option<f64>,
     /// Adam's epsilon. Default: 1e-4 under 16-true and bf16-true (which may fall back to

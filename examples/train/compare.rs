@@ -121,8 +121,8 @@ struct Summary<'a> {
 pub fn report(runs: &[Outcome], dir: &Path, title: &str) -> Result<(), String> {
     println!("{}", table(runs));
     println!(
-        "ratio: to {} (run first, same initial weights and data). Step time: median over the run's \
-         steps; peak memory: host allocations during the run.",
+        "ratio: to {} (run first, same initial weights and data). Final loss: the last step's batch; \
+         step time: median over the run's steps; peak memory: host allocations during training.",
         runs[0].precision
     );
     let csv_path: PathBuf = dir.join("compare-losses.csv");

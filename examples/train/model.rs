@@ -62,7 +62,7 @@ impl ModelKind {
     /// Adam's learning rate when `--lr` is not given.
     pub fn default_lr(self) -> f64 {
         match self {
-            ModelKind::Transformer => 3e-3,
+            ModelKind::Transformer => 2e-3,
             ModelKind::Mlp => 1e-2,
         }
     }
