@@ -16,13 +16,13 @@ use burn::tensor::backend::Backend;
 use burn_mixed::{Mixed, Precision};
 use criterion::{Criterion, criterion_group, criterion_main};
 
-use workloads::memory::{CountingAllocator, device_peak};
+use workloads::memory::{CountingAlloc, device_peak};
 use workloads::models::TransformerBlock;
 use workloads::{bench, print_summary, record_peak, runnable, step};
 
 // The host allocator is counted too (unused here): `workloads` is shared with the Flex benches.
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+static ALLOCATOR: CountingAlloc = CountingAlloc;
 
 type G = Mixed<Autodiff<Cuda>>;
 

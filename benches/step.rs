@@ -16,12 +16,12 @@ use burn_mixed::kernels::with_host_kernels;
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::time::Duration;
 
-use workloads::memory::{CountingAllocator, host_peak};
+use workloads::memory::{CountingAlloc, host_peak};
 use workloads::models::{Cnn, Mlp, TransformerBlock, Workload};
 use workloads::{PRECISIONS, bench, print_summary, record_peak, runnable, step};
 
 #[global_allocator]
-static ALLOCATOR: CountingAllocator = CountingAllocator;
+static ALLOCATOR: CountingAlloc = CountingAlloc;
 
 /// Measures one model under every precision the backend runs: peak memory of one step
 /// (after a warm-up step), then step time. With `host_kernels`, each half precision is
@@ -91,7 +91,7 @@ fn benches(c: &mut Criterion) {
         bench_backend::<W>(c, "wgpu", &device, &peak, false);
     }
     #[cfg(not(feature = "wgpu"))]
-    println!("WARNING: built without the wgpu feature, so the Wgpu step benches did not run (plain `cargo bench` at the workspace root enables it)");
+    println!("WARNING: built without the wgpu feature, so the Wgpu step benches did not run (`cargo bench --workspace` enables it, as backend-tests does; or `cargo bench --features wgpu`)");
     print_summary();
 }
 

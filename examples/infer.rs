@@ -1,5 +1,5 @@
-//! Loads a model trained by `examples/train.rs` and classifies its validation set, under
-//! the precision it was trained in.
+//! Loads a model trained by `examples/train.rs` (either model: the transformer or the MLP)
+//! and predicts its validation set, under the precision it was trained in.
 //!
 //! ```sh
 //! cargo run --release --example train -- --precision bf16-mixed --artifacts /tmp/run
@@ -8,10 +8,14 @@
 //! ```
 //!
 //! The backend is `Mixed<Wgpu>` when the `wgpu` feature is compiled in and an adapter
-//! exists, otherwise `Mixed<Flex>` (or `Mixed<NdArray>`). `MixedPrecision::setup_module`
+//! exists (the same check as the training example's), otherwise `Mixed<Flex>` (or
+//! `Mixed<NdArray>`). `MixedPrecision::setup_module`
 //! puts the model and device in the saved precision: f32 weights under bf16 autocast for
 //! bf16-mixed, f16 weights for 16-true, and so on. The last line of stdout is a JSON object.
 
+#[allow(dead_code)]
+#[path = "train/adapter.rs"]
+mod adapter;
 #[allow(dead_code)]
 #[path = "train/artifacts.rs"]
 mod artifacts;
@@ -19,8 +23,20 @@ mod artifacts;
 #[path = "train/data.rs"]
 mod data;
 #[allow(dead_code)]
+#[path = "train/mlp.rs"]
+mod mlp;
+#[allow(dead_code)]
 #[path = "train/model.rs"]
 mod model;
+#[allow(dead_code)]
+#[path = "train/sequence.rs"]
+mod sequence;
+#[allow(dead_code)]
+#[path = "train/task.rs"]
+mod task;
+#[allow(dead_code)]
+#[path = "train/transformer.rs"]
+mod transformer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -70,9 +86,10 @@ type Failure = (u8, String);
 fn dispatch(args: &Args, config: &SavedConfig) -> Result<(), Failure> {
     #[cfg(feature = "wgpu")]
     if !args.cpu {
-        match wgpu_adapter() {
-            Ok(()) => return infer::<Mixed<burn::backend::Wgpu>>(Default::default(), "wgpu", args, config),
-            Err(why) => println!("note: no usable Wgpu adapter ({why}); running on the CPU"),
+        let device = Default::default();
+        match adapter::probe::<Mixed<burn::backend::Wgpu>>(&device) {
+            Ok(()) => return infer::<Mixed<burn::backend::Wgpu>>(device, "wgpu", args, config),
+            Err(why) => println!("note: no usable Wgpu adapter ({}); running on the CPU", why.trim()),
         }
     }
     #[cfg(feature = "flex")]
@@ -80,30 +97,6 @@ fn dispatch(args: &Args, config: &SavedConfig) -> Result<(), Failure> {
     #[cfg(feature = "ndarray")]
     return infer::<Mixed<burn::backend::NdArray>>(Default::default(), "ndarray", args, config);
     Err((2, "no CPU backend compiled in: enable the flex or ndarray feature".into()))
-}
-
-/// Whether Wgpu can run a tensor op here. Without an adapter, creating the device panics;
-/// the panic is caught (and kept off stderr) and reported as a reason instead.
-#[cfg(feature = "wgpu")]
-fn wgpu_adapter() -> Result<(), String> {
-    use burn::backend::Wgpu;
-    use burn::tensor::Tensor;
-    let quiet = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let probe = std::panic::catch_unwind(|| {
-        let device = Default::default();
-        Tensor::<Wgpu, 1>::from_floats([1.0, 2.0], &device).sum().into_scalar().elem::<f32>()
-    });
-    std::panic::set_hook(quiet);
-    match probe {
-        Ok(sum) if sum == 3.0 => Ok(()),
-        Ok(sum) => Err(format!("a test sum gave {sum}")),
-        Err(panic) => Err(panic
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "device creation panicked".into())),
-    }
 }
 
 fn infer<B: Backend>(device: B::Device, backend: &str, args: &Args, config: &SavedConfig) -> Result<(), Failure> {
@@ -120,39 +113,45 @@ fn infer<B: Backend>(device: B::Device, backend: &str, args: &Args, config: &Sav
     let model = model.map_module(|m| m.with_precision(MixedPrecision::new(precision)));
 
     // The validation set, regenerated from the seed the training run saved.
-    let samples = config.data.valid();
-    let batch = data::batch::<B>(&samples, &device);
+    let samples = config.data.valid().map_err(|m| (1, m))?;
+    let batch = task::batch::<B>(&samples, &device);
     // The forward pass runs inside the prepared model's precision region.
-    let logits = model.run(|m| m.forward_f32(batch.features.clone())).map_err(|e| (1, e.to_string()))?;
+    let logits = model
+        .run(|m| m.forward_f32(batch.inputs.clone()))
+        .map_err(|e| (1, e.to_string()))?
+        .map_err(|m| (1, format!("{m} (config.json pairs a model with another model's task)")))?;
     let probabilities = softmax(logits, 1);
     let predicted = probabilities.clone().argmax(1).flatten::<1>(0, 1);
+    let targets = batch.targets.dims()[0];
     let correct = predicted.clone().equal(batch.targets).int().sum().into_scalar().elem::<i64>();
-    let accuracy = correct as f64 / samples.len() as f64;
+    let accuracy = correct as f64 / targets as f64;
 
     println!(
-        "{} validation items, model trained in {} on {}, run in {precision} on {backend} ({})",
+        "{} validation items, {} trained in {} on {}, run in {precision} on {backend} ({})",
         samples.len(),
+        config.model.kind().name(),
         config.precision,
         config.backend,
         B::name(&device)
     );
-    let shown = args.show.min(samples.len());
     let predicted: Vec<i64> = predicted.into_data().convert::<i64>().to_vec().expect("int data");
-    let probabilities: Vec<f32> = probabilities.into_data().convert::<f32>().to_vec().expect("float data");
-    let classes = config.model.classes;
-    for (i, sample) in samples.iter().take(shown).enumerate() {
-        let class = predicted[i] as usize;
-        let p = probabilities[i * classes + class];
-        let mark = if class == usize::from(sample.label) { "" } else { "  (wrong)" };
-        println!("  item {i:>3}: label {}, predicted {class} with p = {p:.3}{mark}", sample.label);
+    let mut row = 0;
+    for (i, item) in samples.iter().take(args.show).enumerate() {
+        let rows = item.targets();
+        println!("  item {i:>3}: {}", item.describe(&predicted[row..row + rows]));
+        row += rows;
     }
-    println!("accuracy: {accuracy:.4} ({correct}/{})", samples.len());
+    println!("accuracy: {accuracy:.4} ({correct}/{targets} {})", match config.model.kind() {
+        model::ModelKind::Transformer => "tokens",
+        model::ModelKind::Mlp => "items",
+    });
     let param_dtype = format!("{:?}", model.module().first_weight().dtype()).to_lowercase();
     let result = serde_json::json!({
         "precision": precision.as_str(),
         "trained_precision": config.precision.as_str(),
         "backend": backend,
         "param_dtype": param_dtype,
+        "model": config.model.kind().name(),
         "items": samples.len(),
         "accuracy": accuracy,
     });

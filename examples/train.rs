@@ -1,8 +1,11 @@
-//! Trains a small classifier with burn-train under any precision, on any compiled backend.
+//! Trains a small model with burn-train under any precision, on any compiled backend, or
+//! compares precisions side by side.
 //!
 //! ```sh
-//! cargo run --release --example train                                  # 32-true on Flex
+//! cargo run --release --example train                                  # transformer, 32-true, Flex
 //! cargo run --release --example train -- --precision bf16-mixed --steps 200
+//! cargo run --release --example train -- --compare all                 # every precision, a table and a plot
+//! cargo run --release --example train -- --model mlp --compare 32-true,16-mixed
 //! BURN_PRECISION=16-mixed cargo run --release --example train
 //! cargo run --release --features wgpu --example train -- --backend wgpu --precision 16-mixed
 //! ```
@@ -11,25 +14,44 @@
 //! `Learner` and `SupervisedTraining`. Mixed precision is `MixedPrecision::setup` on the
 //! model and optimizer (the model comes back bound to its precision, and burn-train runs its
 //! steps, training and validation, inside that precision on its own threads),
-//! `MixedPrecision::input`/`output` in the model's forward pass, and two optional metrics
-//! for the loss scaler. Progress goes to stderr; stdout gets a summary
-//! and, as its last line, one JSON object with the run's results.
+//! `MixedPrecision::input`/`output` in the models' forward passes, and two optional metrics
+//! for the loss scaler. Progress goes to burn-train's terminal UI or to stderr; stdout gets
+//! a summary (or the comparison's table) and, as its last line, one JSON object.
 
+#[path = "train/adapter.rs"]
+mod adapter;
 #[path = "train/artifacts.rs"]
 mod artifacts;
+#[path = "train/compare.rs"]
+mod compare;
+#[path = "../support/counting_alloc.rs"]
+mod counting_alloc;
 #[path = "train/data.rs"]
 mod data;
+#[path = "train/mlp.rs"]
+mod mlp;
 #[path = "train/model.rs"]
 mod model;
+#[path = "train/plot.rs"]
+mod plot;
+#[path = "train/render.rs"]
+mod render;
 #[path = "train/report.rs"]
 mod report;
+#[path = "train/sequence.rs"]
+mod sequence;
+#[path = "train/task.rs"]
+mod task;
+#[path = "train/transformer.rs"]
+mod transformer;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use burn::backend::Autodiff;
 use burn::data::dataloader::DataLoaderBuilder;
+use burn::data::dataset::Dataset;
 use burn::optim::AdamConfig;
 use burn::tensor::backend::Backend;
 use burn::train::metric::{AccuracyMetric, LossMetric};
@@ -39,15 +61,15 @@ use burn_mixed::{Mixed, MixedPrecision, Precision, Prepared};
 use clap::Parser;
 
 use artifacts::SavedConfig;
-use data::{BlobBatcher, DataSpec};
-use model::ModelSpec;
-use report::{CountingAlloc, MetricValues, Outcome, QuietRenderer, StderrLogger};
+use compare::CompareList;
+use counting_alloc::CountingAlloc;
+use model::ModelKind;
+use render::{MetricValues, Recorder, RendererKind};
+use report::Outcome;
+use task::TaskBatcher;
 
 #[global_allocator]
-static ALLOC: CountingAlloc = CountingAlloc::new();
-
-/// The classifier every run trains: 16 -> 64 -> 64 -> 4.
-const MODEL: ModelSpec = ModelSpec { input_dim: data::INPUT_DIM, hidden: 64, classes: data::CLASSES };
+static ALLOC: CountingAlloc = CountingAlloc;
 
 /// Backends the example knows; `compiled()` says which this build has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,7 +96,7 @@ impl BackendKind {
         Self::ALL.iter().filter(|(.., on)| *on).map(|(_, n, _)| *n).collect()
     }
 
-    /// Runs on the host: its tensors are counted by the allocator.
+    /// Runs on the host: its tensors are counted by the allocator, and it needs no adapter.
     fn is_host(self) -> bool {
         matches!(self, Self::Flex | Self::NdArray)
     }
@@ -91,17 +113,31 @@ fn parse_backend(value: &str) -> Result<BackendKind, String> {
     }
 }
 
-#[derive(Parser, Debug)]
-#[command(about = "Trains a small MLP classifier with burn-train under a chosen precision")]
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Trains a small transformer (or MLP) with burn-train under a chosen precision, or compares precisions")]
 struct Args {
     /// Precision: "32-true" ("32"), "64-true" ("64"), "16-mixed" ("16"), "bf16-mixed" ("bf16"),
     /// "16-true" or "bf16-true". Default: $BURN_PRECISION, else 32-true; a flag that
     /// disagrees with $BURN_PRECISION is an error.
     #[arg(long)]
     precision: Option<Precision>,
+    /// Train once per precision, one after another from the same initial weights and data,
+    /// and compare: a comma-separated list ("32-true,bf16-mixed,16-mixed") or "all" (every
+    /// precision the backend runs). 32-true always runs first, as the baseline.
+    /// $BURN_PRECISION is not read.
+    #[arg(long, value_name = "LIST|all", value_parser = compare::parse_list, conflicts_with = "precision")]
+    compare: Option<CompareList>,
+    /// The model and its task: a transformer that sorts sequences of 16 tokens, or an MLP
+    /// that classifies Gaussian blobs.
+    #[arg(long, value_enum, default_value_t = ModelKind::Transformer)]
+    model: ModelKind,
     /// Backend, among those compiled in: flex (default), ndarray, wgpu, cuda.
     #[arg(long, value_parser = parse_backend)]
     backend: Option<BackendKind>,
+    /// Progress display: burn-train's terminal UI, quiet lines on stderr, or auto (the UI
+    /// when stdout and stderr are terminals).
+    #[arg(long, value_enum, default_value_t = RendererKind::Auto)]
+    renderer: RendererKind,
     /// Passes over the training set.
     #[arg(long, default_value_t = 1)]
     epochs: usize,
@@ -113,13 +149,14 @@ struct Args {
     /// Seeds the data, the initial weights and the shuffling.
     #[arg(long, default_value_t = 42)]
     seed: u64,
-    /// Where burn-train's logs, model.mpk and config.json go (default: a new folder in the
-    /// system's temporary directory).
+    /// Where burn-train's logs, model.mpk and config.json go (with --compare: one folder
+    /// per precision in it, and the comparison's CSV and plot). Default: a new folder in
+    /// the system's temporary directory.
     #[arg(long)]
     artifacts: Option<PathBuf>,
-    /// Adam's learning rate.
-    #[arg(long, default_value_t = 1e-2)]
-    lr: f64,
+    /// Adam's learning rate. Default: 2e-3 for the transformer, 1e-2 for the MLP.
+    #[arg(long)]
+    lr: Option<f64>,
     /// Adam's epsilon. Default: 1e-4 under 16-true and bf16-true (which may fall back to
     /// 16-true), else Burn's 1e-5. Under 16-true Adam's moments are f16, where its epsilon
     /// (times the bias correction: 3e-7 at step 1) and the second moment of small gradients
@@ -139,7 +176,8 @@ struct Failure {
 }
 
 impl Failure {
-    /// A precision this backend cannot run, or a flag/env disagreement: exit code 2.
+    /// Bad input: a value, a precision this backend cannot run, a flag/env disagreement,
+    /// a backend without a device. Exit code 2.
     fn usage(err: impl std::fmt::Display) -> Self {
         Self { code: 2, message: err.to_string() }
     }
@@ -150,11 +188,12 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
-    StderrLogger::install();
+    // RUST_LOG=info|debug|... overrides the default: warnings (a skipped step, a fallback).
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
     let args = Args::parse();
-    let result = Precision::resolve(args.precision).map_err(Failure::usage).and_then(|precision| {
+    let result = args.renderer.resolve().map_err(Failure::usage).and_then(|renderer| {
         let backend = args.backend.unwrap_or_else(default_backend);
-        dispatch(backend, precision, &args)
+        dispatch(backend, &args, renderer)
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -172,19 +211,60 @@ fn default_backend() -> BackendKind {
     }
 }
 
-fn dispatch(backend: BackendKind, precision: Precision, args: &Args) -> Result<(), Failure> {
+fn dispatch(backend: BackendKind, args: &Args, renderer: RendererKind) -> Result<(), Failure> {
     match backend {
         #[cfg(feature = "flex")]
-        BackendKind::Flex => run::<burn::backend::Flex>(Default::default(), backend, precision, args),
+        BackendKind::Flex => run::<burn::backend::Flex>(Default::default(), backend, args, renderer),
         #[cfg(feature = "ndarray")]
-        BackendKind::NdArray => run::<burn::backend::NdArray>(Default::default(), backend, precision, args),
+        BackendKind::NdArray => run::<burn::backend::NdArray>(Default::default(), backend, args, renderer),
         #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => run::<burn::backend::Wgpu>(Default::default(), backend, precision, args),
+        BackendKind::Wgpu => run::<burn::backend::Wgpu>(Default::default(), backend, args, renderer),
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => run::<burn::backend::Cuda>(Default::default(), backend, precision, args),
+        BackendKind::Cuda => run::<burn::backend::Cuda>(Default::default(), backend, args, renderer),
         #[allow(unreachable_patterns)]
         other => Err(Failure::usage(parse_backend(other.name()).err().unwrap_or_default())),
     }
+}
+
+type Train<X> = Mixed<Autodiff<X>>;
+
+/// One training run, or a comparison of several.
+fn run<X: Backend>(device: X::Device, backend: BackendKind, args: &Args, renderer: RendererKind) -> Result<(), Failure> {
+    for (flag, value) in [("--batch-size", args.batch_size), ("--epochs", args.epochs), ("--steps", args.steps.unwrap_or(1))] {
+        if value == 0 {
+            return Err(Failure::usage(format!("{flag} must be at least 1")));
+        }
+    }
+    if !backend.is_host() {
+        adapter::check::<X>(backend.name(), &device).map_err(Failure::usage)?;
+    }
+    let temp = |what: &str| std::env::temp_dir().join(format!("burn-mixed-{what}-{}-{}", backend.name(), std::process::id()));
+    let Some(list) = &args.compare else {
+        let precision = Precision::resolve(args.precision).map_err(Failure::usage)?;
+        let dir = args.artifacts.clone().unwrap_or_else(|| temp(&format!("train-{precision}")));
+        train::<X>(&device, backend, precision, args, renderer, &dir)?.print();
+        return Ok(());
+    };
+    let supported = |p: Precision| {
+        MixedPrecision::new(p).with_fallback(args.allow_fallback).resolve::<Train<X>>(&device).map_err(|e| e.to_string())
+    };
+    let plan = compare::plan(list, supported).map_err(Failure::usage)?;
+    let dir = args.artifacts.clone().unwrap_or_else(|| temp("compare"));
+    // A first run in a process also pays for what stays allocated after it (thread pools,
+    // per-thread kernel buffers, lazy statics), which would inflate the baseline's peak
+    // memory and first steps: two steps of it first, not reported.
+    let warm_up = Args { steps: Some(2), epochs: 1, ..args.clone() };
+    eprintln!("== warm-up: 2 steps of {}, not reported", plan[0]);
+    let warm_dir = dir.join("warm-up");
+    train::<X>(&device, backend, plan[0], &warm_up, RendererKind::Quiet, &warm_dir)?;
+    let _ = std::fs::remove_dir_all(&warm_dir);
+    let mut runs = Vec::new();
+    for (i, precision) in plan.iter().enumerate() {
+        eprintln!("== {precision} ({} of {})", i + 1, plan.len());
+        runs.push(train::<X>(&device, backend, *precision, args, renderer, &dir.join(precision.as_str()))?);
+    }
+    let title = format!("{} on {}, seed {}: training loss per step", args.model.name(), backend.name(), args.seed);
+    compare::report(&runs, &dir, &title).map_err(Failure::io)
 }
 
 /// The backend burn-train moves step outputs to before updating metrics (Flex, whichever
@@ -199,104 +279,109 @@ impl<B: Backend> OutputBackend for ClassificationOutput<B> {
 
 type MetricBackend<B> = <<ClassificationOutput<B> as ItemLazy>::ItemSync as OutputBackend>::Backend;
 
-fn run<X: Backend>(device: X::Device, backend: BackendKind, requested: Precision, args: &Args) -> Result<(), Failure> {
-    type Train<X> = Mixed<Autodiff<X>>;
+/// Trains `args.model` under `requested` and saves it into `dir`.
+fn train<X: Backend>(
+    device: &X::Device,
+    backend: BackendKind,
+    requested: Precision,
+    args: &Args,
+    renderer: RendererKind,
+    dir: &Path,
+) -> Result<Outcome, Failure> {
     let start = Instant::now();
 
     // The data is plain Rust (no tensors until the loaders batch it, after setup).
-    let train_items = args.steps.map_or(data::DEFAULT_TRAIN_ITEMS, |steps| steps * args.batch_size);
-    let spec = DataSpec::new(args.seed, train_items);
-    let (train_set, valid_set) = (spec.train_dataset(), spec.valid_dataset());
+    let task = args.model.task(args.seed, args.steps.map(|steps| steps * args.batch_size));
+    let spec = args.model.spec();
+    let (train_set, valid) = (task.train_dataset().map_err(Failure::io)?, task.valid().map_err(Failure::io)?);
+    let (train_items, valid_items) = (train_set.len(), valid.len());
     let epochs = if args.steps.is_some() { 1 } else { args.epochs };
-
+    let lr = args.lr.unwrap_or(args.model.default_lr());
     let adam_epsilon = args.adam_epsilon.unwrap_or(if requested.is_true_half() { 1e-4 } else { 1e-5 });
 
     // The same seed gives every precision the same f32 initial weights. Creating them fixes
     // the device's default float dtype at f32, so under the -true precisions setup cannot
-    // change it (it logs a warning) and the model converts inputs with `MixedPrecision::input`.
-    Train::<X>::seed(&device, args.seed);
-    let model = MODEL.init::<Train<X>>(&device);
+    // change it (it logs a warning) and the models convert with `MixedPrecision::input`.
+    Train::<X>::seed(device, args.seed);
+    let model = spec.init::<Train<X>>(device);
     let mp = MixedPrecision::new(requested).with_fallback(args.allow_fallback);
-    let Prepared { model, optimizer, precision, scaler } =
-        mp.setup::<Train<X>, _, _>(&device, model, AdamConfig::new().with_epsilon(adam_epsilon as f32).init()).map_err(Failure::usage)?;
-    // After a fallback `precision` differs from `requested`; the model converts its inputs
-    // for the precision actually in force.
+    let Prepared { model, optimizer, precision, scaler } = mp
+        .setup::<Train<X>, _, _>(device, model, AdamConfig::new().with_epsilon(adam_epsilon as f32).init())
+        .map_err(Failure::usage)?;
+    // After a fallback `precision` differs from `requested`; the model converts for the
+    // precision actually in force.
     let model = model.map_module(|m| m.with_precision(MixedPrecision::new(precision)));
 
-    for (flag, value) in [("--batch-size", args.batch_size), ("--epochs", epochs), ("--steps", args.steps.unwrap_or(1))] {
-        if value == 0 {
-            return Err(Failure::usage(format!("{flag} must be at least 1")));
-        }
-    }
-    let artifacts = args.artifacts.clone().unwrap_or_else(|| {
-        let name = format!("burn-mixed-train-{precision}-{}-{}", backend.name(), std::process::id());
-        std::env::temp_dir().join(name)
-    });
-    std::fs::create_dir_all(&artifacts)
-        .map_err(|e| Failure::io(format!("cannot create {}: {e}", artifacts.display())))?;
-
-    let train_loader = DataLoaderBuilder::new(BlobBatcher)
+    std::fs::create_dir_all(dir).map_err(|e| Failure::io(format!("cannot create {}: {e}", dir.display())))?;
+    let train_loader = DataLoaderBuilder::new(TaskBatcher)
         .batch_size(args.batch_size)
         .shuffle(args.seed)
         .set_device(device.clone())
         .build(train_set);
-    let valid_loader = DataLoaderBuilder::new(BlobBatcher)
+    let valid_loader = DataLoaderBuilder::new(TaskBatcher)
         .batch_size(args.batch_size)
         .set_device(device.clone())
-        .build(valid_set);
+        .build(task.valid_dataset().map_err(Failure::io)?);
 
     let values = MetricValues::default();
-    let mut training = SupervisedTraining::new(&artifacts, train_loader, valid_loader)
+    let training = SupervisedTraining::new(dir, train_loader, valid_loader)
         .metrics((LossMetric::<MetricBackend<X>>::new(), AccuracyMetric::<MetricBackend<X>>::new()))
         .num_epochs(epochs)
-        .renderer(QuietRenderer::new(values.clone(), Duration::from_secs(2)))
         .with_application_logger(None);
+    let recorder = Recorder::new(renderer, values.clone(), training.interrupter());
+    let mut training = training.renderer(recorder);
     if let Some(scaler) = &scaler {
         training = training
             .metric_train_numeric(ScalerMetric::loss_scale(scaler))
             .metric_train_numeric(ScalerMetric::skipped_steps(scaler));
     }
+    let steps = epochs * train_items.div_ceil(args.batch_size);
     eprintln!(
-        "training {precision} on {} for {epochs} epoch(s) of {} steps; artifacts in {}",
-        Train::<X>::name(&device),
-        train_items.div_ceil(args.batch_size),
-        artifacts.display()
+        "training the {} in {precision} on {} for {epochs} epoch(s), {steps} steps; artifacts in {}",
+        args.model.name(),
+        Train::<X>::name(device),
+        dir.display()
     );
-    let trained = training.launch(Learner::new(model, optimizer, args.lr)).model;
+    // Peak memory is that of training (steps and validation passes): above what is live
+    // before it (data, parameters), and not counting the evaluation below.
+    let memory_base = CountingAlloc::reset_peak();
+    let trained = training.launch(Learner::new(model, optimizer, lr)).model;
+    let peak_bytes = CountingAlloc::peak_bytes().saturating_sub(memory_base);
 
     // The trained model's inference version (`Mixed<X>`, as burn-train returns it), under
     // its precision, on the whole validation set.
     let valid_accuracy = trained
-        .run(|m| model::accuracy(m, data::batch(&spec.valid(), &device)))
-        .map_err(|e| Failure::io(e.to_string()))?;
+        .run(|m| model::accuracy(m, task::batch(&valid, device)))
+        .map_err(|e| Failure::io(e.to_string()))?
+        .map_err(Failure::io)?;
     let param_dtype = format!("{:?}", trained.module().first_weight().dtype()).to_lowercase();
-    let final_loss = values.train("Loss");
 
-    let saved = SavedConfig { precision, backend: backend.name().into(), data: spec, model: MODEL };
-    artifacts::save(&artifacts, trained.into_module(), &saved).map_err(Failure::io)?;
+    let saved = SavedConfig { precision, backend: backend.name().into(), data: task, model: spec };
+    artifacts::save(dir, trained.into_module(), &saved).map_err(Failure::io)?;
 
-    let outcome = Outcome {
+    Ok(Outcome {
         precision,
         requested_precision: requested,
         backend: backend.name(),
-        backend_type: Train::<X>::name(&device),
+        backend_type: Train::<X>::name(device),
+        model: args.model.name(),
         epochs,
-        steps: epochs * train_items.div_ceil(args.batch_size),
+        steps,
         batch_size: args.batch_size,
         train_items,
         seed: args.seed,
-        lr: args.lr,
+        lr,
         adam_epsilon,
-        final_loss,
+        final_loss: values.train("Loss"),
         valid_accuracy,
-        valid_items: spec.valid_items,
+        valid_items,
         param_dtype,
         skipped_steps: scaler.as_ref().map_or(0, |s| s.skipped_steps()),
         loss_scale: scaler.as_ref().map(|s| s.scale()),
         wall_s: start.elapsed().as_secs_f64(),
-        peak_bytes: backend.is_host().then(|| ALLOC.peak_bytes()),
-        artifacts,
-    };
-    outcome.print();
-    Ok(())
+        step_s: values.step_seconds(),
+        peak_bytes: backend.is_host().then_some(peak_bytes),
+        artifacts: dir.to_path_buf(),
+        losses: values.losses(),
+    })
 }

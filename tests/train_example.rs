@@ -1,100 +1,14 @@
-//! Runs the `train` and `infer` example binaries the way a user would.
-//!
-//! `cargo test` builds the examples into `target/<profile>/examples/` with the same
-//! features as this test, so the binaries are run directly (no nested cargo). A filtered
-//! run (`cargo test --test train_example`) does not build examples; the tests then refuse
-//! to run a missing or stale binary and say how to build it.
+//! Runs the `train` and `infer` example binaries the way a user would (see
+//! `examples_common` for how they are found), one precision per run; `compare_example.rs`
+//! tests `--compare`.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::SystemTime;
+mod examples_common;
 
-use serde_json::Value;
+use std::path::PathBuf;
 
-const ENV: &str = "BURN_PRECISION";
+use examples_common::{Run, artifacts, number, run};
+
 const STEPS: &str = "30";
-
-/// `target/<profile>/examples/<name>`, checked to be newer than every source file it was
-/// built from (cargo lists them in `<name>.d` next to it).
-fn example(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/train_example-<hash>
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let path = profile_dir.join("examples").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    let how = "`cargo test` builds the examples only when no target filter is given: run \
-               `cargo build --release --example train --example infer` (same features) first, \
-               or a plain `cargo test --release -p burn-mixed`";
-    let built = modified(&path).unwrap_or_else(|| panic!("{} does not exist; {how}", path.display()));
-    let dep_info = std::fs::read_to_string(profile_dir.join("examples").join(format!("{name}.d"))).unwrap_or_default();
-    for source in dep_sources(&dep_info) {
-        let changed = modified(&source).is_none_or(|m| m > built);
-        assert!(!changed, "{} is older than {} (or that file is gone); {how}", path.display(), source.display());
-    }
-    path
-}
-
-fn modified(path: &Path) -> Option<SystemTime> {
-    std::fs::metadata(path).and_then(|m| m.modified()).ok()
-}
-
-/// The prerequisites of a make-style dep-info file (`target: a.rs b.rs`, spaces escaped).
-fn dep_sources(dep_info: &str) -> Vec<PathBuf> {
-    let Some((_, sources)) = dep_info.lines().next().and_then(|l| l.split_once(": ")) else {
-        return Vec::new();
-    };
-    let sources = sources.replace("\\ ", "\0");
-    sources.split_whitespace().map(|s| PathBuf::from(s.replace('\0', " "))).collect()
-}
-
-/// A fresh artifacts folder, unique to this test process and `name`.
-fn artifacts(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("burn-mixed-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-struct Run {
-    output: Output,
-}
-
-impl Run {
-    fn code(&self) -> Option<i32> {
-        self.output.status.code()
-    }
-
-    fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.output.stdout).into_owned()
-    }
-
-    fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.output.stderr).into_owned()
-    }
-
-    fn describe(&self) -> String {
-        format!("exit {:?}\n--- stdout\n{}--- stderr\n{}", self.code(), self.stdout(), self.stderr())
-    }
-
-    /// The JSON object on the last line of stdout, after checking the run succeeded.
-    fn json(&self) -> Value {
-        assert_eq!(self.code(), Some(0), "{}", self.describe());
-        let stdout = self.stdout();
-        let last = stdout.lines().last().unwrap_or_else(|| panic!("no stdout\n{}", self.describe()));
-        let value: Value =
-            serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e})\n{}", self.describe()));
-        assert!(value.is_object(), "{}", self.describe());
-        value
-    }
-}
-
-/// Runs an example with `args`; `env` sets BURN_PRECISION (unset otherwise).
-fn run(name: &str, args: &[&str], env: Option<&str>) -> Run {
-    let mut command = Command::new(example(name));
-    command.args(args).env_remove(ENV).env_remove("RUST_LOG");
-    if let Some(value) = env {
-        command.env(ENV, value);
-    }
-    Run { output: command.output().expect("the example starts") }
-}
 
 /// `train --steps STEPS --artifacts <fresh dir> ARGS` on `backend`.
 fn train(tag: &str, backend: &str, args: &[&str], env: Option<&str>) -> (Run, PathBuf) {
@@ -103,10 +17,6 @@ fn train(tag: &str, backend: &str, args: &[&str], env: Option<&str>) -> (Run, Pa
     let mut all = vec!["--backend", backend, "--steps", STEPS, "--artifacts", &dir_arg];
     all.extend_from_slice(args);
     (run("train", &all, env), dir)
-}
-
-fn number(json: &Value, key: &str) -> f64 {
-    json[key].as_f64().unwrap_or_else(|| panic!("{key} is not a number in {json}"))
 }
 
 fn final_loss(precision: &str) -> f64 {
@@ -132,6 +42,7 @@ fn every_precision_and_alias_trains_on_flex() {
         let context = format!("--precision {value}: {json}");
         assert_eq!(json["precision"], canonical, "{context}");
         assert_eq!(json["backend"], "flex", "{context}");
+        assert_eq!(json["model"], "transformer", "{context}");
         assert_eq!(json["param_dtype"], param_dtype, "{context}");
         assert_eq!(json["steps"], 30, "{context}");
         assert!(json["skipped_steps"].is_u64(), "{context}");
@@ -159,16 +70,14 @@ fn precision_comes_from_the_environment_when_no_flag_is_given() {
     let (run, dir) = train("env-agree", "flex", &["--precision", "bf16-mixed"], Some("bf16"));
     assert_eq!(run.json()["precision"], "bf16-mixed");
     let _ = std::fs::remove_dir_all(dir);
-    // Neither: 32-true, and without --steps one epoch of 4096 items.
+    // Neither: 32-true, and without --steps one epoch of the MLP's 4096 items (the
+    // transformer's default epoch is a minute long).
     let dir = artifacts("default");
-    let run = run_default(&dir);
-    let json = run.json();
+    let default = examples_common::run("train", &["--model", "mlp", "--artifacts", dir.to_str().expect("utf-8 temp dir")], None);
+    let json = default.json();
     assert_eq!((&json["precision"], &json["steps"], &json["epochs"]), (&"32-true".into(), &64.into(), &1.into()));
+    assert_eq!((&json["model"], &json["train_items"]), (&"mlp".into(), &4096.into()));
     let _ = std::fs::remove_dir_all(dir);
-}
-
-fn run_default(dir: &Path) -> Run {
-    run("train", &["--artifacts", dir.to_str().expect("utf-8 temp dir")], None)
 }
 
 #[test]
@@ -191,7 +100,8 @@ fn invalid_precision_is_refused_with_the_valid_values() {
     let expected = ["32-true", "64-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "\"bf16\""];
     for (args, env) in [(&["--precision", "fp16"][..], None), (&[][..], Some("fp16"))] {
         let run = run("train", args, env);
-        assert_ne!(run.code(), Some(0), "{}", run.describe());
+        assert_eq!(run.code(), Some(2), "{}", run.describe());
+        assert!(!run.stderr().contains("panicked"), "{}", run.describe());
         let stderr = run.stderr();
         assert!(stderr.contains("\"fp16\""), "{}", run.describe());
         for value in expected {
@@ -225,13 +135,14 @@ fn unknown_backend_lists_the_compiled_ones() {
 
 #[test]
 fn infer_reproduces_the_validation_accuracy() {
-    for precision in ["32-true", "bf16-mixed", "16-true"] {
-        let (trained, dir) = train(&format!("infer-{precision}"), "flex", &["--precision", precision], None);
+    for (model, precision) in [("transformer", "32-true"), ("transformer", "bf16-mixed"), ("transformer", "16-true"), ("mlp", "bf16-mixed")] {
+        let (trained, dir) = train(&format!("infer-{model}-{precision}"), "flex", &["--precision", precision, "--model", model], None);
         let trained = trained.json();
         let dir_arg = dir.to_str().expect("utf-8 temp dir");
         let inferred = run("infer", &["--artifacts", dir_arg, "--cpu"], None).json();
         let context = format!("{precision}: train {trained}, infer {inferred}");
         assert_eq!(inferred["precision"], precision, "{context}");
+        assert_eq!(inferred["model"], model, "{context}");
         assert_eq!(inferred["param_dtype"], trained["param_dtype"], "{context}");
         // Same backend, same weights (stored exactly), same data: the same predictions.
         assert_eq!(inferred["accuracy"], trained["valid_accuracy"], "{context}");
@@ -287,5 +198,55 @@ fn wgpu_trains_16_mixed_and_refuses_bf16() {
     let json = run.json();
     assert_eq!((&json["precision"], &json["requested_precision"]), (&"16-mixed".into(), &"bf16-mixed".into()));
     assert!(run.stderr().contains("falling back to 16-mixed"), "{}", run.describe());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn renderer_and_model_values_are_checked() {
+    // stdout is a pipe here: the terminal UI cannot draw on it.
+    let tui = run("train", &["--renderer", "tui", "--steps", "1"], None);
+    assert_eq!(tui.code(), Some(2), "{}", tui.describe());
+    assert!(tui.stderr().contains("not a terminal") && tui.stderr().contains("quiet"), "{}", tui.describe());
+    for (flag, bad, valid) in [("--renderer", "sparkly", &["auto", "tui", "quiet"][..]), ("--model", "cnn", &["transformer", "mlp"])] {
+        let run = run("train", &[flag, bad], None);
+        assert_eq!(run.code(), Some(2), "{}", run.describe());
+        let stderr = run.stderr();
+        assert!(stderr.contains(bad) && valid.iter().all(|v| stderr.contains(v)), "{}", run.describe());
+    }
+    // Auto, with stdout a pipe: the quiet renderer's lines on stderr, stdout kept clean.
+    let (quiet, dir) = train("quiet", "flex", &["--model", "mlp"], None);
+    quiet.json();
+    assert!(quiet.stderr().contains("[train] epoch 1/1"), "{}", quiet.describe());
+    assert!(quiet.stdout().lines().all(|l| !l.starts_with('[')), "{}", quiet.describe());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// What makes wgpu find no adapter here (checked on this project's machines): no Vulkan
+/// driver manifest, so the Vulkan loader offers none, and wgpu asks for Vulkan only.
+#[cfg(feature = "wgpu")]
+const NO_VULKAN: [(&str, &str); 3] =
+    [("VK_ICD_FILENAMES", "/nonexistent/icd.json"), ("VK_DRIVER_FILES", "/nonexistent/icd.json"), ("VK_ADD_DRIVER_FILES", "")];
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn a_missing_wgpu_adapter_is_an_error_and_infer_falls_back() {
+    let dir = artifacts("no-adapter");
+    let dir_arg = dir.to_str().expect("utf-8 temp dir");
+    let missing = examples_common::run_with("train", &["--backend", "wgpu", "--steps", "1", "--artifacts", dir_arg], &NO_VULKAN);
+    assert_eq!(missing.code(), Some(2), "{}", missing.describe());
+    let stderr = missing.stderr();
+    for needle in ["backend wgpu", "mesa-vulkan-drivers", "--backend flex"] {
+        assert!(stderr.contains(needle), "{needle} missing:\n{}", missing.describe());
+    }
+    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "{}", missing.describe());
+
+    // The inference example runs the model on the CPU instead, and says so.
+    let _ = std::fs::remove_dir_all(&dir);
+    let (trained, dir) = train("no-adapter-infer", "flex", &["--model", "mlp"], None);
+    trained.json();
+    let dir_arg = dir.to_str().expect("utf-8 temp dir");
+    let inferred = examples_common::run_with("infer", &["--artifacts", dir_arg], &NO_VULKAN);
+    assert_eq!(inferred.json()["backend"], "flex", "{}", inferred.describe());
+    assert!(inferred.stdout().contains("no usable Wgpu adapter"), "{}", inferred.describe());
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -1,42 +1,21 @@
 //! Peak memory of a closure, as the backend's allocator sees it.
 //!
-//! Flex keeps tensors in host memory: a counting global allocator (installed by each bench
-//! binary that includes this module) tracks live bytes and their high-water mark. CubeCL
-//! backends (Wgpu, Cuda) allocate from device memory pools: their runtime reports the bytes
+//! Flex keeps tensors in host memory: a counting global allocator
+//! (`support/counting_alloc.rs`, shared with the training example and installed by each
+//! bench binary that includes this module) tracks live bytes and their high-water mark.
+//! CubeCL backends (Wgpu, Cuda) allocate from device memory pools: their runtime reports the bytes
 //! it has reserved. Pools keep freed pages until a cleanup, so after an explicit cleanup
 //! the reservation grows to the step's high-water mark (rounded up to the pool's page
 //! sizes) and stays there until the next cleanup.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+#[path = "../../support/counting_alloc.rs"]
+mod counting_alloc;
 
-pub struct CountingAllocator;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-static HIGH_WATER: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let ptr = unsafe { System.alloc(layout) };
-        if !ptr.is_null() {
-            let live = LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            HIGH_WATER.fetch_max(live, Ordering::Relaxed);
-        }
-        ptr
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-}
+pub use counting_alloc::CountingAlloc;
 
 /// Host bytes allocated by `f` at its peak, above what was live when it started.
 pub fn host_peak(f: impl FnOnce()) -> u64 {
-    let base = LIVE.load(Ordering::Relaxed);
-    HIGH_WATER.store(base, Ordering::Relaxed);
-    f();
-    (HIGH_WATER.load(Ordering::Relaxed) - base) as u64
+    CountingAlloc::peak_during(f).1 as u64
 }
 
 /// Device bytes reserved by `f` at its peak, above the reservation after a cleanup.

@@ -1,5 +1,6 @@
 //! What the training example leaves for the inference example: `model.mpk` (the trained
-//! parameters) and `config.json` (precision, data and layer widths).
+//! parameters) and `config.json` (precision, backend, the task and its seed, the model and
+//! its sizes).
 
 use std::path::{Path, PathBuf};
 
@@ -9,8 +10,8 @@ use burn::tensor::backend::Backend;
 use burn_mixed::Precision;
 use serde::{Deserialize, Serialize};
 
-use crate::data::DataSpec;
-use crate::model::{Classifier, ModelSpec};
+use crate::model::{ModelSpec, Net};
+use crate::task::TaskSpec;
 
 /// Parameters are stored as f32 whatever the precision: exact for f16, bf16 and f32
 /// (64-true weights are rounded to f32; loading converts back for the precision).
@@ -23,7 +24,7 @@ pub struct SavedConfig {
     pub precision: Precision,
     /// The backend it was trained on.
     pub backend: String,
-    pub data: DataSpec,
+    pub data: TaskSpec,
     pub model: ModelSpec,
 }
 
@@ -37,7 +38,7 @@ fn config_path(dir: &Path) -> PathBuf {
 }
 
 /// Writes `model.mpk` and `config.json` into `dir`.
-pub fn save<B: Backend>(dir: &Path, model: Classifier<B>, config: &SavedConfig) -> Result<(), String> {
+pub fn save<B: Backend>(dir: &Path, model: Net<B>, config: &SavedConfig) -> Result<(), String> {
     let path = model_path(dir);
     model
         .save_file(&path, &Recorder::new())
@@ -58,7 +59,7 @@ pub fn load_config(dir: &Path) -> Result<SavedConfig, String> {
 /// A model with the widths of `config`, holding the parameters of `dir`'s `model.mpk`
 /// (in f32; `MixedPrecision::setup_module` converts them for the precision).
 #[allow(dead_code)]
-pub fn load_model<B: Backend>(dir: &Path, config: &SavedConfig, device: &B::Device) -> Result<Classifier<B>, String> {
+pub fn load_model<B: Backend>(dir: &Path, config: &SavedConfig, device: &B::Device) -> Result<Net<B>, String> {
     let path = model_path(dir);
     config
         .model

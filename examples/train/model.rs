@@ -1,119 +1,170 @@
-//! The classifier: an MLP with two hidden layers of 64 (the first one layer-normalised),
-//! written as any Burn model would be. Mixed precision adds exactly two calls, both in
-//! `forward_f32`: `MixedPrecision::input` on the features (so the `-true` precisions feed
-//! the layers in their own dtype) and `MixedPrecision::output` on the logits (so the
-//! cross-entropy and the metrics see f32).
+//! The two models the example trains, `--model transformer` (default) and `--model mlp`,
+//! behind one Burn module (`Net`, an enum: its record is the chosen model's) with one
+//! `TrainStep` and `InferenceStep`, so the training code is written once.
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig, Relu};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor};
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
-use burn_mixed::{MixedPrecision, Precision};
+use burn_mixed::MixedPrecision;
 use serde::{Deserialize, Serialize};
 
-use crate::data::Batch;
+use crate::data::{self, DataSpec};
+use crate::mlp::{Classifier, MlpSpec};
+use crate::sequence::{self, SequenceSpec};
+use crate::task::{Batch, Inputs, TaskSpec};
+use crate::transformer::{SequenceModel, TransformerSpec};
 
-/// Layer widths; saved in `config.json` so the inference example rebuilds the same model.
+/// `--model`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// A 2-layer transformer encoder that learns to sort 16 tokens.
+    Transformer,
+    /// A 64-wide MLP that classifies Gaussian blobs.
+    Mlp,
+}
+
+impl ModelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Transformer => "transformer",
+            ModelKind::Mlp => "mlp",
+        }
+    }
+
+    /// The model's sizes.
+    pub fn spec(self) -> ModelSpec {
+        match self {
+            ModelKind::Transformer => ModelSpec::Transformer(TransformerSpec {
+                vocab: sequence::VOCAB,
+                seq_len: sequence::SEQ_LEN,
+                d_model: 64,
+                heads: 4,
+                layers: 2,
+                d_ff: 128,
+            }),
+            ModelKind::Mlp => ModelSpec::Mlp(MlpSpec { input_dim: data::INPUT_DIM, hidden: 64, classes: data::CLASSES }),
+        }
+    }
+
+    /// The model's task, with `train_items` training items (default: the task's own).
+    pub fn task(self, seed: u64, train_items: Option<usize>) -> TaskSpec {
+        match self {
+            ModelKind::Transformer => {
+                TaskSpec::Sorting(SequenceSpec::new(seed, train_items.unwrap_or(sequence::DEFAULT_TRAIN_ITEMS)))
+            }
+            ModelKind::Mlp => TaskSpec::Blobs(DataSpec::new(seed, train_items.unwrap_or(data::DEFAULT_TRAIN_ITEMS))),
+        }
+    }
+
+    /// Adam's learning rate when `--lr` is not given.
+    pub fn default_lr(self) -> f64 {
+        match self {
+            ModelKind::Transformer => 2e-3,
+            ModelKind::Mlp => 1e-2,
+        }
+    }
+}
+
+/// Sizes of either model; saved in `config.json`.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize)]
-pub struct ModelSpec {
-    pub input_dim: usize,
-    pub hidden: usize,
-    pub classes: usize,
+#[serde(tag = "model", rename_all = "kebab-case")]
+pub enum ModelSpec {
+    Transformer(TransformerSpec),
+    Mlp(MlpSpec),
 }
 
 impl ModelSpec {
-    /// A model with freshly initialised f32 parameters, converting for 32-true until
-    /// [`Classifier::with_precision`] says otherwise.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Classifier<B> {
-        Classifier {
-            input: LinearConfig::new(self.input_dim, self.hidden).init(device),
-            norm: LayerNormConfig::new(self.hidden).init(device),
-            hidden: LinearConfig::new(self.hidden, self.hidden).init(device),
-            head: LinearConfig::new(self.hidden, self.classes).init(device),
-            activation: Relu::new(),
-            precision: MixedPrecision::new(Precision::True32),
+    #[allow(dead_code)] // the inference example's
+    pub fn kind(&self) -> ModelKind {
+        match self {
+            ModelSpec::Transformer(_) => ModelKind::Transformer,
+            ModelSpec::Mlp(_) => ModelKind::Mlp,
+        }
+    }
+
+    /// Freshly initialised f32 parameters (from the backend's seeded RNG).
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Net<B> {
+        match self {
+            ModelSpec::Transformer(spec) => Net::Transformer(spec.init(device)),
+            ModelSpec::Mlp(spec) => Net::Mlp(spec.init(device)),
         }
     }
 }
 
 #[derive(Module, Debug)]
-pub struct Classifier<B: Backend> {
-    input: Linear<B>,
-    norm: LayerNorm<B>,
-    hidden: Linear<B>,
-    head: Linear<B>,
-    activation: Relu,
-    /// Not a parameter: how inputs and outputs are converted for the run's precision.
-    #[module(skip)]
-    precision: MixedPrecision,
+pub enum Net<B: Backend> {
+    Transformer(SequenceModel<B>),
+    Mlp(Classifier<B>),
 }
 
-impl<B: Backend> Classifier<B> {
-    /// The same model, converting inputs and outputs for `precision` (the one
-    /// `MixedPrecision::setup` reports in force, which differs from the requested one after
-    /// a fallback).
-    pub fn with_precision(mut self, precision: MixedPrecision) -> Self {
-        self.precision = precision;
-        self
+impl<B: Backend> Net<B> {
+    /// The same model, converting for `precision` (the one `MixedPrecision::setup` reports
+    /// in force, which differs from the requested one after a fallback).
+    pub fn with_precision(self, precision: MixedPrecision) -> Self {
+        match self {
+            Net::Transformer(m) => Net::Transformer(m.with_precision(precision)),
+            Net::Mlp(m) => Net::Mlp(m.with_precision(precision)),
+        }
     }
 
-    /// Logits, in the dtype the layers compute in.
-    pub fn forward(&self, features: Tensor<B, 2>) -> Tensor<B, 2> {
-        let x = self.activation.forward(self.norm.forward(self.input.forward(features)));
-        let x = self.activation.forward(self.hidden.forward(x));
-        self.head.forward(x)
-    }
-
-    /// f32 logits for f32 features, whatever the precision.
-    pub fn forward_f32(&self, features: Tensor<B, 2>) -> Tensor<B, 2> {
-        let logits = self.forward(self.precision.input(features));
-        // f16 logits (16-true) would give a coarse loss; f32 also suits burn-train's metrics.
-        self.precision.output(logits)
+    /// f32 logits, one row per target, whatever the precision.
+    pub fn forward_f32(&self, inputs: Inputs<B>) -> Result<Tensor<B, 2>, String> {
+        match (self, inputs) {
+            (Net::Transformer(m), Inputs::Tokens(tokens)) => Ok(m.forward_f32(tokens)),
+            (Net::Mlp(m), Inputs::Features(features)) => Ok(m.forward_f32(features)),
+            (Net::Transformer(_), Inputs::Features(_)) => Err("the transformer takes token sequences, got blob features".into()),
+            (Net::Mlp(_), Inputs::Tokens(_)) => Err("the MLP takes blob features, got token sequences".into()),
+        }
     }
 
     /// The loss and f32 logits of a batch. The loss is the plain, unscaled cross-entropy:
     /// under 16-mixed, `Mixed`'s `backward` multiplies it by the loss scale on its own.
-    pub fn forward_classification(&self, features: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> ClassificationOutput<B> {
-        let logits = self.forward_f32(features);
-        let loss = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits.clone(), targets.clone());
-        ClassificationOutput::new(loss, logits, targets)
+    fn forward_classification(&self, batch: Batch<B>) -> ClassificationOutput<B> {
+        // The data loaders are built from the model's own task, so the inputs always match.
+        let logits = self.forward_f32(batch.inputs).expect("the model's own task");
+        let loss = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits.clone(), batch.targets.clone());
+        ClassificationOutput::new(loss, logits, batch.targets)
     }
 
-    /// The predicted class of each row.
-    pub fn predict(&self, features: Tensor<B, 2>) -> Tensor<B, 1, Int> {
-        self.forward_f32(features).argmax(1).flatten(0, 1)
+    /// The predicted class of each row of logits.
+    pub fn predict(&self, inputs: Inputs<B>) -> Result<Tensor<B, 1, Int>, String> {
+        Ok(self.forward_f32(inputs)?.argmax(1).flatten(0, 1))
     }
 
-    /// The weight of the first layer, e.g. to read the dtype parameters are stored in.
+    /// A weight of the first layer, e.g. to read the dtype parameters are stored in.
     pub fn first_weight(&self) -> Tensor<B, 2> {
-        self.input.weight.val()
+        match self {
+            Net::Transformer(m) => m.first_weight(),
+            Net::Mlp(m) => m.first_weight(),
+        }
     }
 }
 
-impl<B: AutodiffBackend> TrainStep for Classifier<B> {
+impl<B: AutodiffBackend> TrainStep for Net<B> {
     type Input = Batch<B>;
     type Output = ClassificationOutput<B>;
 
     fn step(&self, batch: Batch<B>) -> TrainOutput<ClassificationOutput<B>> {
-        let output = self.forward_classification(batch.features, batch.targets);
+        let output = self.forward_classification(batch);
         TrainOutput::new(self, output.loss.backward(), output)
     }
 }
 
-impl<B: Backend> InferenceStep for Classifier<B> {
+impl<B: Backend> InferenceStep for Net<B> {
     type Input = Batch<B>;
     type Output = ClassificationOutput<B>;
 
     fn step(&self, batch: Batch<B>) -> ClassificationOutput<B> {
-        self.forward_classification(batch.features, batch.targets)
+        self.forward_classification(batch)
     }
 }
 
-/// Fraction of `batch` whose predicted class is the target.
-pub fn accuracy<B: Backend>(model: &Classifier<B>, batch: Batch<B>) -> f64 {
+/// Fraction of `batch`'s targets (items or tokens) the model predicts right.
+pub fn accuracy<B: Backend>(model: &Net<B>, batch: Batch<B>) -> Result<f64, String> {
     let n = batch.targets.dims()[0];
-    let correct = model.predict(batch.features).equal(batch.targets).int().sum().into_scalar();
-    correct.elem::<f64>() / n as f64
+    let correct = model.predict(batch.inputs)?.equal(batch.targets).int().sum().into_scalar();
+    Ok(correct.elem::<f64>() / n as f64)
 }
