@@ -7,115 +7,18 @@
 
 #![cfg(feature = "flex")]
 
+mod kernels_support;
+
 use burn::backend::{Autodiff, Flex};
-use burn::tensor::backend::Backend;
 use burn::tensor::module::linear;
 use burn::tensor::{DType, FloatDType, Tensor, TensorData};
 use burn_mixed::Mixed;
 use burn_mixed::autocast::autocast;
+use kernels_support::*;
 use burn_mixed::kernels::{
     HOST_KERNELS_ENV, HostKernelCalls, host_kernel_calls, host_kernels_enabled, reset_host_kernel_calls, with_host_kernels,
 };
 
-const HALVES: [FloatDType; 2] = [FloatDType::BF16, FloatDType::F16];
-
-/// Significand bits (with the implicit one) and the smallest normal exponent.
-fn format(dtype: FloatDType) -> (i32, i32) {
-    match dtype {
-        FloatDType::BF16 => (8, -126),
-        FloatDType::F16 => (11, -14),
-        other => panic!("not a half dtype: {other:?}"),
-    }
-}
-
-/// The spacing of `dtype` around `value` (subnormals included).
-fn ulp(value: f64, dtype: FloatDType) -> f64 {
-    let (p, min_exp) = format(dtype);
-    let exp = if value == 0.0 { min_exp } else { (value.abs().log2().floor() as i32).max(min_exp) };
-    2f64.powi(exp - (p - 1))
-}
-
-fn round_to(values: Vec<f64>, dtype: FloatDType) -> Vec<f64> {
-    values
-        .into_iter()
-        .map(|v| match dtype {
-            FloatDType::BF16 => half::bf16::from_f64(v).to_f64(),
-            FloatDType::F16 => half::f16::from_f64(v).to_f64(),
-            _ => v,
-        })
-        .collect()
-}
-
-/// Deterministic values in [-1, 1), rounded to `dtype`.
-fn values(len: usize, seed: u64, dtype: FloatDType) -> Vec<f64> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(0xD1B5_4A32_D192_ED03) | 1;
-    let raw = (0..len)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-        })
-        .collect();
-    round_to(raw, dtype)
-}
-
-fn tensor<B: Backend, const D: usize>(values: &[f64], shape: [usize; D], dtype: FloatDType, device: &B::Device) -> Tensor<B, D> {
-    let data: Vec<f32> = values.iter().map(|v| *v as f32).collect();
-    Tensor::<B, D>::from_data(TensorData::new(data, shape), device).cast(dtype)
-}
-
-fn read<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f64> {
-    t.cast(FloatDType::F32).into_data().to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect()
-}
-
-/// `a [batch, m, k] @ b [batch, k, n]` in f64.
-fn reference(a: &[f64], b: &[f64], batch: usize, m: usize, k: usize, n: usize) -> Vec<f64> {
-    let mut out = vec![0.0; batch * m * n];
-    for p in 0..batch {
-        for i in 0..m {
-            for l in 0..k {
-                let x = a[p * m * k + i * k + l];
-                for j in 0..n {
-                    out[p * m * n + i * n + j] += x * b[p * k * n + l * n + j];
-                }
-            }
-        }
-    }
-    out
-}
-
-/// The error of `got` against `want` in units of one rounding of `dtype`: the relative
-/// RMS error over the RMS error of one round-to-nearest (2^-p / sqrt(3)), and the largest
-/// element error in ulps among elements not lost to cancellation (|want| >= rms / 16).
-fn rounding_units(got: &[f64], want: &[f64], dtype: FloatDType) -> (f64, f64) {
-    assert_eq!(got.len(), want.len());
-    if want.is_empty() {
-        return (0.0, 0.0);
-    }
-    let (p, _) = format(dtype);
-    let n = want.len() as f64;
-    let rms = (want.iter().map(|w| w * w).sum::<f64>() / n).sqrt().max(f64::MIN_POSITIVE);
-    let err_rms = (got.iter().zip(want).map(|(g, w)| (g - w).powi(2)).sum::<f64>() / n).sqrt();
-    let one_rounding = 2f64.powi(-p) / 3f64.sqrt();
-    let worst = got
-        .iter()
-        .zip(want)
-        .filter(|(_, w)| w.abs() >= rms / 16.0)
-        .map(|(g, w)| (g - w).abs() / ulp(*w, dtype))
-        .fold(0.0, f64::max);
-    (err_rms / rms / one_rounding, worst)
-}
-
-fn assert_one_rounding(label: &str, got: &[f64], want: &[f64], dtype: FloatDType) -> f64 {
-    let (rms, worst) = rounding_units(got, want, dtype);
-    println!("{label} {dtype:?}: {rms:.2} roundings (rms), worst element {worst:.2} ulp");
-    assert!(rms <= 1.0, "{label} {dtype:?}: {rms:.2} x one rounding");
-    assert!(worst <= 1.0, "{label} {dtype:?}: an element is {worst:.2} ulp off");
-    rms
-}
-
-type M = Mixed<Flex>;
 
 #[test]
 fn products_are_within_one_rounding_for_every_k_and_m() {
@@ -205,11 +108,16 @@ fn odd_shapes_and_layouts() {
         };
         assert_one_rounding("transposed @ sliced", &read(a_t.matmul(b_s)), &want, dtype);
 
-        // Broadcast batch dimensions are left to Flex: bit-identical to it.
+        // Broadcast batch dimensions (either side repeated), on the kernels.
         let (a, b) = (values(2 * 3 * 4, 65, dtype), values(4 * 5, 66, dtype));
-        let mixed = tensor::<M, 3>(&a, [2, 3, 4], dtype, &device).matmul(tensor(&b, [1, 4, 5], dtype, &device));
-        let flex = tensor::<Flex, 3>(&a, [2, 3, 4], dtype, &device).matmul(tensor(&b, [1, 4, 5], dtype, &device));
-        assert_eq!(mixed.into_data().as_bytes(), flex.into_data().as_bytes(), "broadcast batch");
+        reset_host_kernel_calls();
+        let repeated_rhs = tensor::<M, 3>(&a, [2, 3, 4], dtype, &device).matmul(tensor(&b, [1, 4, 5], dtype, &device));
+        let b2 = [b.clone(), b.clone()].concat();
+        assert_one_rounding("rhs batch repeated", &read(repeated_rhs), &reference(&a, &b2, 2, 3, 4, 5), dtype);
+        let (a, b) = (values(3 * 4, 72, dtype), values(2 * 4 * 5, 73, dtype));
+        let repeated_lhs = tensor::<M, 3>(&a, [1, 3, 4], dtype, &device).matmul(tensor(&b, [2, 4, 5], dtype, &device));
+        assert_one_rounding("lhs batch repeated", &read(repeated_lhs), &reference(&[a.clone(), a].concat(), &b, 2, 3, 4, 5), dtype);
+        assert_eq!(host_kernel_calls().matmul, 2, "broadcast batches take the kernel");
 
         // A linear layer over a rank-3 input.
         let (x, w, bias) = (values(2 * 3 * 8, 67, dtype), values(8 * 4, 68, dtype), values(4, 69, dtype));
@@ -313,34 +221,6 @@ fn environment_switch() {
     assert!(status.success(), "the child run with {HOST_KERNELS_ENV}=0 failed");
 }
 
-/// f32 values that exercise every rounding case: ties, overflow to infinity (f16),
-/// subnormals of both formats, signed zeros, infinities and NaN, then a long random tail
-/// (odd length, parallel size).
-fn special_values() -> Vec<f32> {
-    let mut v = vec![
-        0.0, -0.0, 1.0, -1.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 65504.0, 65520.0, 70000.0, -70000.0,
-        6.0e-8, 3.0e-8, 1.0e-40, -1.0e-40, f32::MIN_POSITIVE, 1.0 + 2f32.powi(-8), 1.0 + 3.0 * 2f32.powi(-9),
-        1.0 + 2f32.powi(-11), 1.0 + 3.0 * 2f32.powi(-12), 3.4e38, -3.4e38,
-    ];
-    v.extend(values(100_003, 110, FloatDType::F32).into_iter().map(|x| (x * 300.0) as f32));
-    v
-}
-
-/// Asserts two encodings are equal, reporting the first few differing elements (as 16-bit
-/// or 32-bit words) instead of every byte.
-fn assert_same_bits(label: &str, got: TensorData, want: TensorData, inputs: &[f32]) {
-    let width = got.dtype.size();
-    let (got, want) = (got.as_bytes().to_vec(), want.as_bytes().to_vec());
-    assert_eq!(got.len(), want.len(), "{label}: lengths");
-    let word = |b: &[u8], i: usize| b[i * width..(i + 1) * width].iter().rev().fold(0u32, |w, x| (w << 8) | *x as u32);
-    let diffs: Vec<String> = (0..got.len() / width)
-        .filter(|&i| word(&got, i) != word(&want, i))
-        .take(5)
-        .map(|i| format!("#{i} (input {:e}): {:#x} vs {:#x}", inputs.get(i).copied().unwrap_or(f32::NAN), word(&got, i), word(&want, i)))
-        .collect();
-    assert!(diffs.is_empty(), "{label}: differs at {}", diffs.join(", "));
-}
-
 fn infinity_bits(dtype: FloatDType) -> u16 {
     if dtype == FloatDType::BF16 { 0x7f80 } else { 0x7c00 }
 }
@@ -415,12 +295,6 @@ fn casts_round_to_nearest_even() {
         let flex = Tensor::<Flex, 2>::from_data(TensorData::new(values, [300, 333]), &device).transpose().cast(dtype).into_data();
         assert_same_bits(&format!("{dtype:?}: strided cast"), strided, flex, &[]);
     }
-}
-
-/// [`special_values`] made exactly representable in `dtype`, so that every cast on the
-/// way is exact and the results can be compared with Flex bit for bit.
-fn representable(dtype: FloatDType) -> Vec<f32> {
-    special_values().into_iter().map(|x| round_to(vec![f64::from(x)], dtype)[0] as f32).collect()
 }
 
 #[test]

@@ -155,6 +155,21 @@ impl<B: HostKernels> Backward<B, 1> for HalfRelu {
 }
 
 #[derive(Debug)]
+struct HalfGelu;
+
+impl<B: HostKernels> Backward<B, 1> for HalfGelu {
+    /// The input: gelu's derivative is a function of it.
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let x = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            B::half_gelu_backward(x, grad).unwrap_or_else(|(x, grad)| B::gelu_backward(x, grad))
+        });
+    }
+}
+
+#[derive(Debug)]
 struct HalfCast;
 
 impl<B: HostKernels> Backward<B, 1> for HalfCast {
@@ -177,6 +192,17 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
         };
         Ok(match HalfRelu.prepare::<C>([tensor.node.clone()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(out.clone(), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        })
+    }
+
+    fn half_gelu(tensor: FloatTensor<Self>) -> Result<FloatTensor<Self>, FloatTensor<Self>> {
+        let out = match B::half_gelu(tensor.primitive.clone()) {
+            Ok(out) => out,
+            Err(_) => return Err(tensor),
+        };
+        Ok(match HalfGelu.prepare::<C>([tensor.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(tensor.primitive, out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         })
     }

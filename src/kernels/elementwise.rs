@@ -1,7 +1,9 @@
 //! Element-wise half-precision kernels on host slices, across threads for large tensors:
 //! conversions between f32 and the half types (vectorized: F16C for f16 through the `half`
-//! crate, integer rounding for bf16), and ops that are exact on the 16-bit encoding (relu
-//! and its backward), which need no conversion at all.
+//! crate, integer rounding for bf16), ops that are exact on the 16-bit encoding (relu
+//! and its backward), which need no conversion at all, and ops computed in f32 between an
+//! exact widening and one rounding (gelu and its backward), a block at a time in registers
+//! and cache-sized buffers instead of one element at a time.
 //!
 //! Flex converts one element at a time (in software for f16, and bf16 casts through f64);
 //! these loops compute the same values, rounded to nearest even.
@@ -56,4 +58,39 @@ pub(crate) fn widen<T: Half>(input: &[T], out: &mut [f32]) {
 pub(crate) fn narrow<T: Half>(input: &[f32], out: &mut [T]) {
     let inputs = [input];
     blocks(out, &inputs, |out, inputs, start| T::narrow_slice(&inputs[0][start..start + out.len()], out));
+}
+
+/// Elements widened at a time by the f32 loops: small enough for the stack and L1.
+const F32_BLOCK: usize = 256;
+
+/// `out[i] = narrow(f(widen(input[i])))`: `f` computes in f32 on exact values and the
+/// result is rounded once, as Flex's half ops do one element at a time.
+pub(crate) fn map_f32<T: Half>(input: &[T], out: &mut [T], f: impl Fn(f32) -> f32 + Sync + Send) {
+    let inputs = [input];
+    blocks(out, &inputs, |out, inputs, start| {
+        let input = &inputs[0][start..start + out.len()];
+        let mut x = [0f32; F32_BLOCK];
+        for (out, input) in out.chunks_mut(F32_BLOCK).zip(input.chunks(F32_BLOCK)) {
+            let x = &mut x[..out.len()];
+            T::widen_slice(input, x);
+            x.iter_mut().for_each(|v| *v = f(*v));
+            T::narrow_slice(x, out);
+        }
+    });
+}
+
+/// `out[i] = narrow(f(widen(a[i]), widen(b[i])))`.
+pub(crate) fn zip_f32<T: Half>(a: &[T], b: &[T], out: &mut [T], f: impl Fn(f32, f32) -> f32 + Sync + Send) {
+    let inputs = [a, b];
+    blocks(out, &inputs, |out, inputs, start| {
+        let (a, b) = (&inputs[0][start..start + out.len()], &inputs[1][start..start + out.len()]);
+        let (mut x, mut y) = ([0f32; F32_BLOCK], [0f32; F32_BLOCK]);
+        for ((out, a), b) in out.chunks_mut(F32_BLOCK).zip(a.chunks(F32_BLOCK)).zip(b.chunks(F32_BLOCK)) {
+            let (x, y) = (&mut x[..out.len()], &mut y[..out.len()]);
+            T::widen_slice(a, x);
+            T::widen_slice(b, y);
+            x.iter_mut().zip(y.iter()).for_each(|(v, w)| *v = f(*v, *w));
+            T::narrow_slice(x, out);
+        }
+    });
 }

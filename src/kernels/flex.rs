@@ -1,12 +1,13 @@
 //! Host kernels for Flex: its tensors are host buffers with a strided layout, read and
 //! written in place (no `TensorData` round trip).
 //!
-//! Cases the kernels do not take (another dtype, broadcast batch dimensions, negative
-//! strides, layouts whose leading dimensions do not collapse to one stride) are handed back
-//! to Flex, which then computes them as it always does.
+//! Cases the kernels do not take (another dtype, negative strides, batch dimensions that do
+//! not broadcast, a linear layer's input whose leading dimensions do not collapse to one
+//! stride) are handed back to Flex, which then computes them as it always does.
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
+use burn::backend::flex::ops::unary::erf_f32;
 use burn::tensor::{DType, FloatDType, Shape, bf16, f16};
 
 use super::elementwise;
@@ -63,6 +64,24 @@ impl HostKernels for Flex {
         result.inspect(|_| count(|c| &mut c.relu_backward)).ok_or((output, grad))
     }
 
+    fn half_gelu(tensor: FlexTensor) -> Result<FlexTensor, FlexTensor> {
+        let out = match tensor.dtype() {
+            DType::BF16 => unary_f32::<bf16>(&tensor, gelu),
+            DType::F16 => unary_f32::<f16>(&tensor, gelu),
+            _ => None,
+        };
+        out.inspect(|_| count(|c| &mut c.gelu)).ok_or(tensor)
+    }
+
+    fn half_gelu_backward(x: FlexTensor, grad: FlexTensor) -> Result<FlexTensor, MatmulArgs<Flex>> {
+        let result = match (x.dtype(), grad.dtype()) {
+            (DType::BF16, DType::BF16) => binary_f32::<bf16>(&x, &grad, gelu_grad),
+            (DType::F16, DType::F16) => binary_f32::<f16>(&x, &grad, gelu_grad),
+            _ => None,
+        };
+        result.inspect(|_| count(|c| &mut c.gelu_backward)).ok_or((x, grad))
+    }
+
     fn half_cast(tensor: FlexTensor, dtype: FloatDType) -> Result<FlexTensor, CastArgs<Flex>> {
         let out = match (tensor.dtype(), dtype) {
             (DType::F32, FloatDType::BF16) => narrowed::<bf16>(&tensor),
@@ -116,6 +135,36 @@ fn binary_bits<T: Half>(a: &FlexTensor, b: &FlexTensor, f: impl Fn(u16, u16) -> 
     Some(filled::<T>(a, a.dtype(), |out| elementwise::zip_bits(x, y, out, f)))
 }
 
+// Gelu in its exact form, `x * Phi(x)` with `Phi(x) = (1 + erf(x / sqrt 2)) / 2`, and its
+// derivative `Phi(x) + x * phi(x)`, evaluated in f32 with Flex's own erf and in the same
+// order of operations as Flex's f32 loops: a half result is then the same f32 value rounded
+// once, bit-identical to Flex's half gelu.
+fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf_f32(x / core::f32::consts::SQRT_2))
+}
+
+fn gelu_grad(x: f32, g: f32) -> f32 {
+    let inv_sqrt_2pi = 1.0 / (2.0 * core::f32::consts::PI).sqrt();
+    let cdf = 0.5 * (1.0 + erf_f32(x / core::f32::consts::SQRT_2));
+    let pdf = inv_sqrt_2pi * (-0.5 * x * x).exp();
+    g * (cdf + x * pdf)
+}
+
+/// `f` in f32 on every element of a contiguous half tensor, rounded once.
+fn unary_f32<T: Half>(x: &FlexTensor, f: impl Fn(f32) -> f32 + Sync + Send) -> Option<FlexTensor> {
+    let input = x.as_slice::<T>()?;
+    Some(filled::<T>(x, x.dtype(), |out| elementwise::map_f32(input, out, f)))
+}
+
+/// `f` in f32 on every pair of elements of two contiguous half tensors of one shape.
+fn binary_f32<T: Half>(a: &FlexTensor, b: &FlexTensor, f: impl Fn(f32, f32) -> f32 + Sync + Send) -> Option<FlexTensor> {
+    if a.layout().shape() != b.layout().shape() {
+        return None;
+    }
+    let (x, y) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
+    Some(filled::<T>(a, a.dtype(), |out| elementwise::zip_f32(x, y, out, f)))
+}
+
 fn narrowed<T: Half>(x: &FlexTensor) -> Option<FlexTensor> {
     let input = x.as_slice::<f32>()?;
     Some(filled::<T>(x, T::dtype(), |out| elementwise::narrow(input, out)))
@@ -147,24 +196,54 @@ fn collapse(shape: &[usize], strides: &[isize]) -> Option<(usize, usize)> {
     Some((shape.iter().product(), stride.unwrap_or(0)))
 }
 
-/// A tensor of rank >= 2 as a batch of matrices: the last two dimensions as a view, and
-/// the batch count and stride.
-fn matrices(t: &FlexTensor) -> Option<(View, usize, usize)> {
+/// The last two dimensions of a tensor of rank >= 2 as a matrix view (`None` for negative
+/// strides: flipped tensors go to Flex).
+fn last_matrix(t: &FlexTensor) -> Option<View> {
     let layout = t.layout();
     let (shape, strides) = (layout.shape(), layout.strides());
     let rank = shape.num_dims();
-    if rank < 2 || strides[rank - 2] < 0 || strides[rank - 1] < 0 {
+    if rank < 2 || strides.iter().any(|&s| s < 0) {
         return None;
     }
-    let (batch, batch_stride) = collapse(&shape[..rank - 2], &strides[..rank - 2])?;
-    let view = View {
+    Some(View {
         offset: layout.start_offset(),
         rows: shape[rank - 2],
         cols: shape[rank - 1],
         rs: strides[rank - 2],
         cs: strides[rank - 1],
-    };
-    Some((view, batch, batch_stride))
+    })
+}
+
+/// The batch dimensions of a product's operands (all but the last two), broadcast as Burn
+/// does (a dimension of size 1 repeats): the output's batch dimensions and, for each batch
+/// entry in row-major order, where its matrix starts in each operand. `None` when the
+/// ranks differ or two sizes are neither equal nor 1.
+fn batch_offsets(lhs: &FlexTensor, rhs: &FlexTensor) -> Option<(Vec<usize>, Vec<(usize, usize)>)> {
+    let (l, r) = (lhs.layout(), rhs.layout());
+    let rank = l.shape().num_dims();
+    if rank != r.shape().num_dims() || rank < 2 {
+        return None;
+    }
+    let mut dims = Vec::with_capacity(rank - 2);
+    let mut steps = Vec::with_capacity(rank - 2);
+    for d in 0..rank - 2 {
+        let (ls, rs) = (l.shape()[d], r.shape()[d]);
+        let size = match (ls, rs) {
+            _ if ls == rs => ls,
+            (1, _) => rs,
+            (_, 1) => ls,
+            _ => return None,
+        };
+        // A repeated dimension stays on the same matrix: stride 0.
+        let step = |s: usize, stride: isize| if s == 1 { 0 } else { stride as usize };
+        dims.push(size);
+        steps.push((step(ls, l.strides()[d]), step(rs, r.strides()[d])));
+    }
+    let mut offsets = vec![(0, 0)];
+    for (&size, &(ls, rs)) in dims.iter().zip(&steps) {
+        offsets = offsets.iter().flat_map(|&(lo, ro)| (0..size).map(move |i| (lo + i * ls, ro + i * rs))).collect();
+    }
+    Some((dims, offsets))
 }
 
 /// A tensor of rank >= 1 as one matrix: every dimension but the last collapsed into rows.
@@ -180,20 +259,16 @@ fn rows_by_last(t: &FlexTensor) -> Option<View> {
 }
 
 fn matmul<T: Half>(lhs: FlexTensor, rhs: FlexTensor) -> Result<FlexTensor, MatmulArgs<Flex>> {
-    let (lhs_shape, rhs_shape) = (lhs.layout().shape(), rhs.layout().shape());
-    let rank = lhs_shape.num_dims();
-    let same_batch = rank == rhs_shape.num_dims() && rank >= 2 && lhs_shape[..rank - 2] == rhs_shape[..rank - 2];
-    let (Some((l, batch, l_stride)), Some((r, _, r_stride)), true) = (matrices(&lhs), matrices(&rhs), same_batch) else {
+    let (Some(l), Some(r), Some((mut dims, offsets))) = (last_matrix(&lhs), last_matrix(&rhs), batch_offsets(&lhs, &rhs)) else {
         return Err((lhs, rhs));
     };
     if l.cols != r.rows {
         // Flex reports the mismatch in its own words.
         return Err((lhs, rhs));
     }
-    let mut dims = lhs_shape[..rank - 2].to_vec();
     dims.extend([l.rows, r.cols]);
     let mut out = FlexTensor::empty(Shape::from(dims), lhs.dtype());
-    gemm::gemm::<T>(lhs.storage(), l, rhs.storage(), r, batch, (l_stride, r_stride), None, out.storage_mut());
+    gemm::gemm::<T>(lhs.storage(), l, rhs.storage(), r, &offsets, None, out.storage_mut());
     count(|c| &mut c.matmul);
     Ok(out)
 }
@@ -202,7 +277,7 @@ fn linear<T: Half>(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) 
     let w_shape = weight.layout().shape();
     let n = (w_shape.num_dims() == 2).then(|| w_shape[1]);
     let bias_ok = bias.as_ref().is_none_or(|b| b.layout().shape().num_dims() == 1 && Some(b.layout().shape()[0]) == n);
-    let (Some(xv), Some((wv, _, _)), true) = (rows_by_last(&x), matrices(&weight), n.is_some() && bias_ok) else {
+    let (Some(xv), Some(wv), true) = (rows_by_last(&x), last_matrix(&weight), n.is_some() && bias_ok) else {
         return Err((x, weight, bias));
     };
     if xv.cols != wv.rows {
@@ -213,7 +288,7 @@ fn linear<T: Half>(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) 
     let mut dims = x.layout().shape().to_vec();
     *dims.last_mut().expect("rank >= 1") = wv.cols;
     let mut out = FlexTensor::empty(Shape::from(dims), x.dtype());
-    gemm::gemm::<T>(x.storage(), xv, weight.storage(), wv, 1, (0, 0), bias_values, out.storage_mut());
+    gemm::gemm::<T>(x.storage(), xv, weight.storage(), wv, &[(0, 0)], bias_values, out.storage_mut());
     count(|c| &mut c.linear);
     Ok(out)
 }

@@ -12,6 +12,7 @@
 use burn::tensor::{bf16, f16};
 use half::slice::HalfFloatSliceExt;
 use gemmkit::{Bias, MatMut, MatRef, Parallelism, Scalar};
+use rayon::prelude::*;
 
 /// The two half element types, as the kernels need them.
 pub(crate) trait Half:
@@ -70,16 +71,20 @@ impl View {
     }
 }
 
-/// `out[b] = lhs[b] @ rhs[b] (+ bias)` for `batch` matrices, `out` row-major and
-/// contiguous. `batch_strides` step from one matrix of each operand to the next.
-#[allow(clippy::too_many_arguments)]
+/// Below this many multiply-adds per matrix, a batch of products runs one matrix per
+/// thread instead of each product across threads (attention's per-head products are
+/// too small to split).
+const SPLIT_EACH_FROM: usize = 1 << 20;
+
+/// `out[b] = lhs[b] @ rhs[b] (+ bias)` for one matrix per entry of `offsets`, which holds
+/// each batch entry's start in `lhs_data` and `rhs_data` relative to the views' offsets;
+/// `out` is row-major and contiguous.
 pub(crate) fn gemm<T: Half>(
     lhs_data: &[T],
     lhs: View,
     rhs_data: &[T],
     rhs: View,
-    batch: usize,
-    batch_strides: (usize, usize),
+    offsets: &[(usize, usize)],
     bias: Option<&[T]>,
     out: &mut [T],
 ) {
@@ -87,31 +92,32 @@ pub(crate) fn gemm<T: Half>(
     if m * n == 0 {
         return;
     }
-    let per_matrix = m * n;
-    for (b, out) in out.chunks_exact_mut(per_matrix).enumerate().take(batch) {
-        let lhs_b = View { offset: lhs.offset + b * batch_strides.0, ..lhs };
-        let rhs_b = View { offset: rhs.offset + b * batch_strides.1, ..rhs };
-        let c = MatMut::from_row_major(out, m, n);
+    let one = |(lhs_off, rhs_off): (usize, usize), out: &mut [T], parallelism: Parallelism| {
         if lhs.cols == 0 {
             // gemmkit leaves C alone for an empty product; the sum of nothing is zero.
             out.fill(<T as Scalar>::ZERO);
             if let Some(bias) = bias {
-                for row in out.chunks_exact_mut(n) {
-                    row.copy_from_slice(bias);
-                }
+                out.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(bias));
             }
-            continue;
+            return;
         }
+        let lhs_b = View { offset: lhs.offset + lhs_off, ..lhs };
+        let rhs_b = View { offset: rhs.offset + rhs_off, ..rhs };
         gemmkit::gemm_fused(
             <T as Scalar>::ONE,
             lhs_b.of(lhs_data),
             rhs_b.of(rhs_data),
             <T as Scalar>::ZERO,
-            c,
+            MatMut::from_row_major(out, m, n),
             bias.map(Bias::PerCol),
             None,
-            Parallelism::Rayon(0),
+            parallelism,
         );
+    };
+    if offsets.len() > 1 && m * n * lhs.cols < SPLIT_EACH_FROM {
+        out.par_chunks_exact_mut(m * n).zip(offsets).for_each(|(out, &offset)| one(offset, out, Parallelism::Serial));
+    } else {
+        out.chunks_exact_mut(m * n).zip(offsets).for_each(|(out, &offset)| one(offset, out, Parallelism::Rayon(0)));
     }
 }
 

@@ -18,6 +18,7 @@
 //! bare backend. `MIXED_HOST_KERNELS=0` in the environment, or [`set_host_kernels`],
 //! turns it off (for comparison and debugging).
 
+mod attention;
 #[cfg(feature = "flex")]
 mod autodiff;
 #[cfg(feature = "flex")]
@@ -33,7 +34,6 @@ use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::attention::attention_fallback;
 use burn::tensor::ops::{AttentionModuleOptions, BoolTensor, FloatTensor};
 use burn::tensor::{DType, FloatDType, Shape, TensorMetadata};
 
@@ -76,6 +76,18 @@ pub trait HostKernels: Backend {
     /// `grad` where `output > 0`, else 0 (relu's backward), for f16/bf16 tensors.
     fn half_relu_backward(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
         Err((output, grad))
+    }
+
+    /// The gelu of an f16/bf16 tensor (the exact, erf form), computed in f32 and rounded
+    /// once, bit-identical to the inner backend's where it does the same.
+    fn half_gelu(tensor: FloatTensor<Self>) -> Result<FloatTensor<Self>, FloatTensor<Self>> {
+        Err(tensor)
+    }
+
+    /// `grad * gelu'(x)` (gelu's backward) for f16/bf16 tensors, computed in f32 and
+    /// rounded once.
+    fn half_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
+        Err((x, grad))
     }
 
     /// A cast between f32 and f16/bf16 (either way), rounding to nearest even.
@@ -151,12 +163,16 @@ pub struct HostKernelCalls {
     pub sum_to_last: u64,
     pub relu: u64,
     pub relu_backward: u64,
+    pub gelu: u64,
+    pub gelu_backward: u64,
     pub cast: u64,
 }
 
 thread_local! {
     static CALLS: Cell<HostKernelCalls> = const {
-        Cell::new(HostKernelCalls { matmul: 0, linear: 0, sum_to_last: 0, relu: 0, relu_backward: 0, cast: 0 })
+        Cell::new(HostKernelCalls {
+            matmul: 0, linear: 0, sum_to_last: 0, relu: 0, relu_backward: 0, gelu: 0, gelu_backward: 0, cast: 0,
+        })
     };
 }
 
@@ -249,6 +265,10 @@ pub(crate) trait Composed: HostKernels {
         Self::half_relu_backward(args.0, args.1)
     }
 
+    fn gelu_backward_tupled(args: MatmulArgs<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
+        Self::half_gelu_backward(args.0, args.1)
+    }
+
     fn cast_tupled(args: CastArgs<Self>) -> Result<FloatTensor<Self>, CastArgs<Self>> {
         Self::half_cast(args.0, args.1)
     }
@@ -314,6 +334,10 @@ hooks! {
     fn relu(tensor: FloatTensor<B>) -> Result<_, FloatTensor<B>> if half(tensor) => half_relu;
     /// `relu_backward` (reached under `Autodiff<Mixed<B>>`).
     fn relu_backward(output: FloatTensor<B>, grad: FloatTensor<B>) -> Result<_, MatmulArgs<B>> if half(grad) => relu_backward_tupled;
+    /// `gelu`.
+    fn gelu(tensor: FloatTensor<B>) -> Result<_, FloatTensor<B>> if half(tensor) => half_gelu;
+    /// `gelu_backward` (reached under `Autodiff<Mixed<B>>`).
+    fn gelu_backward(x: FloatTensor<B>, grad: FloatTensor<B>) -> Result<_, MatmulArgs<B>> if half(grad) => gelu_backward_tupled;
 }
 
 /// `Mixed`'s hook for `float_cast`, and the cast autocast inserts.
@@ -355,10 +379,10 @@ fn has_host_kernels<B: Backend>() -> bool {
 }
 
 /// `Mixed`'s hook for `attention`: on a backend with host kernels, attention is written out
-/// as its parts (Burn's reference composition) on `Mixed<B>` itself, so that each part
-/// meets the policy and the kernels: the two products run in half on the GEMM, the softmax
-/// in f32. Passed to the inner backend whole, `Autodiff<Flex>` would decompose it below
-/// `Mixed`, where the products take Flex's slow half path.
+/// as its parts on `Mixed<B>` itself ([`attention::scores_in_f32`]), so that each part meets
+/// the policy and the kernels: the two products in half on the GEMM, the scores and their
+/// softmax in f32. Passed to the inner backend whole, `Autodiff<Flex>` would decompose it
+/// below `Mixed`, in half precision on Flex's own kernels.
 #[inline]
 pub(crate) fn attention<B: Backend>(
     query: FloatTensor<B>,
@@ -371,5 +395,5 @@ pub(crate) fn attention<B: Backend>(
     if !is_half::<B>(&query) || !host_kernels_enabled() || !has_host_kernels::<B>() {
         return Err((query, key, value, mask, attn_bias, options));
     }
-    Ok(attention_fallback::<crate::Mixed<B>>(query, key, value, mask, attn_bias, options))
+    Ok(attention::scores_in_f32::<crate::Mixed<B>>(query, key, value, mask, attn_bias, options))
 }

@@ -10,9 +10,9 @@ impl<B: Backend> ActivationOps<Self> for Mixed<B> {
         fn leaky_relu(tensor: FloatTensor<Self>, negative_slope: Scalar) -> FloatTensor<Self>;
         fn relu(tensor: FloatTensor<Self>) -> FloatTensor<Self> => relu;
         fn relu_backward(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> [ActivationBackward: output, grad] => relu_backward;
-        fn gelu(tensor: FloatTensor<Self>) -> FloatTensor<Self>;
+        fn gelu(tensor: FloatTensor<Self>) -> FloatTensor<Self> => gelu;
         fn prelu(tensor: FloatTensor<Self>, alpha: FloatTensor<Self>) -> FloatTensor<Self> [Prelu: tensor, alpha];
-        fn gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> [ActivationBackward: x, grad];
+        fn gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> [ActivationBackward: x, grad] => gelu_backward;
         fn sigmoid(tensor: FloatTensor<Self>) -> FloatTensor<Self>;
         fn sigmoid_backward(output: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> [ActivationBackward: output, grad];
         fn hard_sigmoid(tensor: FloatTensor<Self>, alpha: Scalar, beta: Scalar) -> FloatTensor<Self>;

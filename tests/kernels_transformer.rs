@@ -1,0 +1,215 @@
+//! The host fast path on a transformer's ops (Flex): products over attention heads (batch
+//! dimensions that are strided views), gelu and its backward bit for bit against Flex, and
+//! attention with its scores in f32 against an f64 reference, masks and all.
+
+#![cfg(feature = "flex")]
+
+mod kernels_support;
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::activation::gelu;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::module::attention;
+use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Bool, DType, FloatDType, Tensor, TensorData};
+use burn_mixed::Mixed;
+use burn_mixed::autocast::autocast;
+use burn_mixed::kernels::{host_kernel_calls, reset_host_kernel_calls, with_host_kernels};
+use kernels_support::*;
+
+type T = Mixed<Autodiff<Flex>>;
+
+/// `[batch, seq, heads * dim]` values viewed as `[batch, heads, seq, dim]` (reshape, then
+/// swap): the layout a transformer hands its attention, and the values in that order.
+fn heads(values: &[f64], [b, s, h, d]: [usize; 4], dtype: FloatDType) -> (Tensor<M, 4>, Vec<f64>) {
+    let t = tensor::<M, 3>(values, [b, s, h * d], dtype, &Default::default()).reshape([b, s, h, d]).swap_dims(1, 2);
+    let mut ordered = Vec::with_capacity(values.len());
+    for (bi, hi, si, di) in (0..b).flat_map(|bi| (0..h).flat_map(move |hi| (0..s).flat_map(move |si| (0..d).map(move |di| (bi, hi, si, di))))) {
+        ordered.push(values[((bi * s + si) * h + hi) * d + di]);
+    }
+    (t, ordered)
+}
+
+#[test]
+fn products_over_head_views_take_the_kernels() {
+    let shape = [2, 24, 3, 8];
+    let n: usize = shape.iter().product();
+    for dtype in HALVES {
+        let (q, q_values) = heads(&values(n, 400, dtype), shape, dtype);
+        let (k, k_values) = heads(&values(n, 401, dtype), shape, dtype);
+        let k_t: Vec<f64> = k_values
+            .chunks(24 * 8)
+            .flat_map(|m| (0..8).flat_map(move |j| (0..24).map(move |i| m[i * 8 + j])))
+            .collect();
+        reset_host_kernel_calls();
+        let scores = q.matmul(k.transpose());
+        assert_eq!(host_kernel_calls().matmul, 1, "{dtype:?}: strided batch dimensions take the kernel");
+        assert_eq!(scores.dims(), [2, 3, 24, 24]);
+        assert_one_rounding("q @ k^T over heads", &read(scores), &reference(&q_values, &k_t, 6, 24, 8, 24), dtype);
+    }
+}
+
+/// Inputs around gelu's interesting range (and its special values), exactly representable.
+fn gelu_inputs(dtype: FloatDType) -> Vec<f32> {
+    let mut v = representable(dtype);
+    v.iter_mut().skip(32).for_each(|x| *x /= 50.0);
+    round_to(v.iter().map(|x| f64::from(*x)).collect(), dtype).into_iter().map(|x| x as f32).collect()
+}
+
+#[test]
+fn gelu_is_bit_identical_to_flex() {
+    let device = Default::default();
+    for dtype in HALVES {
+        let v = gelu_inputs(dtype);
+        let n = v.len();
+        reset_host_kernel_calls();
+        let mixed = gelu(Tensor::<M, 1>::from_data(TensorData::new(v.clone(), [n]), &device).cast(dtype));
+        assert_eq!(host_kernel_calls().gelu, 1, "{dtype:?}: the kernel ran");
+        assert_eq!(mixed.dtype(), DType::from(dtype));
+        let flex = gelu(Tensor::<Flex, 1>::from_data(TensorData::new(v.clone(), [n]), &device).cast(dtype));
+        assert_same_bits(&format!("{dtype:?}: gelu"), mixed.into_data(), flex.into_data(), &v);
+    }
+}
+
+#[test]
+fn gelu_gradients_are_bit_identical_to_flex() {
+    fn grads<A: AutodiffBackend>(v: &[f32], g: &[f64], dtype: FloatDType) -> TensorData {
+        let device = Default::default();
+        let n = v.len();
+        let x = Tensor::<A, 1>::from_data(TensorData::new(v.to_vec(), [n]), &device).cast(dtype).require_grad();
+        let g = Tensor::<A, 1>::from_data(TensorData::new(g.iter().map(|g| *g as f32).collect::<Vec<_>>(), [n]), &device);
+        let grads = (gelu(x.clone()).cast(FloatDType::F32) * g).sum().backward();
+        x.grad(&grads).expect("x grad").into_data()
+    }
+    for dtype in HALVES {
+        let v = gelu_inputs(dtype);
+        let upstream = values(v.len(), 410, dtype);
+        reset_host_kernel_calls();
+        let fast = grads::<T>(&v, &upstream, dtype);
+        let calls = host_kernel_calls();
+        assert_eq!((calls.gelu, calls.gelu_backward), (1, 1), "{dtype:?}: Mixed<Autodiff<Flex>> forward and backward");
+        let flex = grads::<Autodiff<Flex>>(&v, &upstream, dtype);
+        assert_same_bits(&format!("{dtype:?}: gelu backward, Mixed<Autodiff<Flex>>"), fast, flex.clone(), &v);
+        reset_host_kernel_calls();
+        let layered = grads::<Autodiff<Mixed<Flex>>>(&v, &upstream, dtype);
+        let calls = host_kernel_calls();
+        assert_eq!((calls.gelu, calls.gelu_backward), (1, 1), "{dtype:?}: Autodiff<Mixed<Flex>> forward and backward");
+        assert_same_bits(&format!("{dtype:?}: gelu backward, Autodiff<Mixed<Flex>>"), layered, flex, &v);
+    }
+}
+
+/// Attention in f64 on the given (already rounded) inputs, `[heads, seq, dim]` flattened:
+/// the scores rounded to `dtype` (the product's output), softmax in f64, the probabilities
+/// rounded to `dtype` (the second product's input). `visible(i, j)` masks scores.
+fn attention_reference(q: &[f64], k: &[f64], v: &[f64], heads: usize, seq: usize, dim: usize, dtype: FloatDType, visible: impl Fn(usize, usize) -> bool) -> Vec<f64> {
+    let scale = 1.0 / (dim as f64).sqrt();
+    let mut out = vec![0.0; heads * seq * dim];
+    for h in 0..heads {
+        let at = |t: &[f64], i: usize, d: usize| t[(h * seq + i) * dim + d];
+        for i in 0..seq {
+            let scores: Vec<f64> = (0..seq).map(|j| (0..dim).map(|d| at(q, i, d) * at(k, j, d)).sum::<f64>()).collect();
+            let scores: Vec<f64> = round_to(scores, dtype).into_iter().enumerate().map(|(j, s)| if visible(i, j) { s * scale } else { f64::NEG_INFINITY }).collect();
+            let max = scores.iter().copied().fold(f64::MIN, f64::max);
+            let exp: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+            let sum: f64 = exp.iter().sum::<f64>().max(f64::from(f32::MIN_POSITIVE));
+            let p = round_to(exp.iter().map(|e| e / sum).collect(), dtype);
+            for d in 0..dim {
+                out[(h * seq + i) * dim + d] = (0..seq).map(|j| p[j] * at(v, j, d)).sum();
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn attention_scores_run_in_f32() {
+    let device = Default::default();
+    let (heads, seq, dim) = (4, 32, 16);
+    let shape = [1, heads, seq, dim];
+    let n = heads * seq * dim;
+    for dtype in HALVES {
+        let (q, k, v) = (values(n, 420, dtype), values(n, 421, dtype), values(n, 422, dtype));
+        let causal = AttentionModuleOptions { is_causal: true, ..Default::default() };
+        for (label, options, visible) in [
+            ("plain", AttentionModuleOptions::default(), (|_, _| true) as fn(usize, usize) -> bool),
+            ("causal", causal, |i, j| j <= i),
+        ] {
+            let want = attention_reference(&q, &k, &v, heads, seq, dim, dtype, visible);
+            let run = |kernels: bool| {
+                with_host_kernels(kernels, || {
+                    let t = |x: &[f64]| tensor::<M, 4>(x, shape, dtype, &device);
+                    attention(t(&q), t(&k), t(&v), None, None, options.clone())
+                })
+            };
+            reset_host_kernel_calls();
+            let fast = run(true);
+            assert_eq!(host_kernel_calls().matmul, 2, "{dtype:?} {label}: both products on the kernels");
+            assert_eq!(fast.dtype(), DType::from(dtype), "{dtype:?} {label}: output dtype");
+            let fast_units = rounding_units(&read(fast), &want, dtype);
+            let flex_units = rounding_units(&read(run(false)), &want, dtype);
+            println!("attention {dtype:?} {label}: fast path {fast_units:.2?}, Flex {flex_units:.2?} roundings (rms, worst ulp)");
+            assert!(fast_units.0 <= 1.0, "{dtype:?} {label}: within one rounding (rms): {fast_units:?}");
+            assert!(fast_units.0 <= flex_units.0, "{dtype:?} {label}: no worse than Flex's half attention");
+        }
+    }
+}
+
+#[test]
+fn attention_masks_bias_and_softcap_match_f32() {
+    let device = Default::default();
+    let shape = [2, 2, 8, 4];
+    let n: usize = shape.iter().product();
+    let dtype = FloatDType::BF16;
+    let (q, k, v, bias) = (values(n, 430, dtype), values(n, 431, dtype), values(n, 432, dtype), values(2 * 2 * 8 * 8, 433, dtype));
+    // Row 3 of every head sees nothing: its output must be 0, not NaN.
+    let mask: Vec<bool> = (0..2 * 2 * 8 * 8).map(|i| (i / 8) % 8 == 3 || i % 3 == 0).collect();
+    let options = AttentionModuleOptions { softcap: Some(2.0), is_causal: true, ..Default::default() };
+    let run = |dtype: FloatDType| {
+        let t = |x: &[f64], s: [usize; 4]| tensor::<M, 4>(x, s, dtype, &device);
+        let mask = Tensor::<M, 4, Bool>::from_data(TensorData::new(mask.clone(), [2, 2, 8, 8]), &device);
+        attention(t(&q, shape), t(&k, shape), t(&v, shape), Some(mask), Some(t(&bias, [2, 2, 8, 8])), options.clone())
+    };
+    reset_host_kernel_calls();
+    let got = read(run(dtype));
+    assert_eq!(host_kernel_calls().matmul, 2);
+    let want = read(run(FloatDType::F32));
+    assert!(got.iter().all(|x| x.is_finite()), "no NaN from fully masked rows");
+    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+        if (i / 4) % 8 == 3 {
+            assert_eq!((*g, *w), (0.0, 0.0), "fully masked row {i}");
+        }
+        assert!((g - w).abs() <= 2.0 * ulp(*w, dtype) + 1e-3, "element {i}: {g} vs f32's {w}");
+    }
+}
+
+/// The transformer's attention under bf16 autocast on `Mixed<Autodiff<Flex>>`: inputs that
+/// are head views of one projection, every product on the kernels, and the gradients of
+/// all three inputs close to f32's.
+#[test]
+fn attention_gradients_over_head_views() {
+    let device = Default::default();
+    let (b, s, h, d) = (2, 16, 2, 8);
+    let x = values(b * s * 3 * h * d, 440, FloatDType::F32);
+    let x = Tensor::<T, 3>::from_data(TensorData::new(x.iter().map(|v| *v as f32).collect::<Vec<_>>(), [b, s, 3 * h * d]), &device).require_grad();
+    let run = |region: Option<FloatDType>| {
+        let forward = || {
+            let part = |i: usize| x.clone().narrow(2, i * h * d, h * d).reshape([b, s, h, d]).swap_dims(1, 2);
+            attention(part(0), part(1), part(2), None, None, AttentionModuleOptions::default())
+        };
+        let out = match region {
+            Some(dtype) => autocast::<T, _>(&device, dtype, forward).expect("bf16"),
+            None => forward(),
+        };
+        let grads = out.cast(FloatDType::F32).powi_scalar(2).sum().backward();
+        read(x.grad(&grads).expect("x grad"))
+    };
+    let want = run(None);
+    reset_host_kernel_calls();
+    let got = run(Some(FloatDType::BF16));
+    let calls = host_kernel_calls();
+    assert_eq!(calls.matmul, 2 + 4, "two products forward, four backward: {calls:?}");
+    let norm = want.iter().map(|w| w * w).sum::<f64>().sqrt();
+    let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max);
+    println!("attention gradient over head views: worst element error {:.2e} x norm", worst / norm);
+    assert!(worst <= 1.6e-2 * norm, "gradient within bf16's tolerance");
+}
