@@ -12,10 +12,10 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
-use burn::tensor::ops::FloatTensor;
+use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{FloatDType, TensorMetadata};
 
-use super::{CastArgs, Composed, HostKernels, LinearArgs, MatmulArgs};
+use super::{CastArgs, Composed, Conv2dArgs, HostKernels, LinearArgs, MatmulArgs};
 
 /// Swaps the last two dimensions (a view on host backends).
 fn transpose_last<B: HostKernels>(t: FloatTensor<B>) -> FloatTensor<B> {
@@ -170,6 +170,53 @@ impl<B: HostKernels> Backward<B, 1> for HalfGelu {
 }
 
 #[derive(Debug)]
+struct HalfConv2d;
+
+#[derive(Debug)]
+struct HalfConv2dNoBias;
+
+/// What a convolution's backward needs: its input, weight and bias (for their shapes and
+/// the products) and its options.
+type ConvState<B> = (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>, ConvOptions<2>);
+
+/// The backward of both convolution nodes: parents `[x, weight]` or `[x, weight, bias]`.
+fn conv2d_backward<B: HostKernels, const N: usize>(ops: Ops<ConvState<B>, N>, grads: &mut Gradients) {
+    let (x, weight, bias, options) = ops.state;
+    let grad = grads.consume::<B>(&ops.node);
+    let mut parents = ops.parents.into_iter();
+    let (node_x, node_weight, node_bias) = (parents.next().flatten(), parents.next().flatten(), parents.next().flatten());
+    let args = || (x.clone(), weight.clone(), grad.clone(), options.clone());
+    if let Some(node) = node_x {
+        let g = B::half_conv2d_x_backward(args()).unwrap_or_else(|(x, w, g, o)| B::conv2d_x_backward(x, w, g, o));
+        grads.register::<B>(node.id, g);
+    }
+    if let Some(node) = node_weight {
+        let g = B::half_conv2d_weight_backward(args()).unwrap_or_else(|(x, w, g, o)| B::conv2d_weight_backward(x, w, g, o));
+        grads.register::<B>(node.id, g);
+    }
+    if let (Some(node), Some(bias)) = (node_bias, bias) {
+        let g = B::conv_bias_grad((x, bias, grad)).unwrap_or_else(|(x, b, g)| B::conv2d_bias_backward(x, b, g));
+        grads.register::<B>(node.id, g);
+    }
+}
+
+impl<B: HostKernels> Backward<B, 3> for HalfConv2d {
+    type State = ConvState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        conv2d_backward::<B, 3>(ops, grads)
+    }
+}
+
+impl<B: HostKernels> Backward<B, 2> for HalfConv2dNoBias {
+    type State = ConvState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        conv2d_backward::<B, 2>(ops, grads)
+    }
+}
+
+#[derive(Debug)]
 struct HalfCast;
 
 impl<B: HostKernels> Backward<B, 1> for HalfCast {
@@ -204,6 +251,30 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
         Ok(match HalfGelu.prepare::<C>([tensor.node.clone()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(tensor.primitive, out),
             OpsKind::UnTracked(prep) => prep.finish(out),
+        })
+    }
+
+    fn half_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> Result<FloatTensor<Self>, Conv2dArgs<Self>> {
+        let inner_bias = bias.as_ref().map(|b| b.primitive.clone());
+        let out = match B::half_conv2d(x.primitive.clone(), weight.primitive.clone(), inner_bias.clone(), options.clone()) {
+            Ok(out) => out,
+            Err(_) => return Err((x, weight, bias, options)),
+        };
+        let state = (x.primitive.clone(), weight.primitive.clone(), inner_bias, options);
+        Ok(match &bias {
+            Some(bias) => match HalfConv2d.prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => prep.finish(state, out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            },
+            None => match HalfConv2dNoBias.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => prep.finish(state, out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            },
         })
     }
 

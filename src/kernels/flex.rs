@@ -8,11 +8,13 @@
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::backend::flex::ops::unary::erf_f32;
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, FloatDType, Shape, bf16, f16};
 
 use super::elementwise;
 use super::gemm::{self, Half, View};
-use super::{CastArgs, HostKernels, LinearArgs, MatmulArgs, count};
+use super::flex_conv;
+use super::{CastArgs, Conv2dArgs, Conv2dGradArgs, HostKernels, LinearArgs, MatmulArgs, count};
 
 impl HostKernels for Flex {
     fn half_matmul(lhs: FlexTensor, rhs: FlexTensor) -> Result<FlexTensor, MatmulArgs<Flex>> {
@@ -80,6 +82,22 @@ impl HostKernels for Flex {
             _ => None,
         };
         result.inspect(|_| count(|c| &mut c.gelu_backward)).ok_or((x, grad))
+    }
+
+    fn half_conv2d(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>, options: ConvOptions<2>) -> Result<FlexTensor, Conv2dArgs<Flex>> {
+        flex_conv::conv2d(x, weight, bias, options)
+    }
+
+    fn half_conv2d_x_backward(args: Conv2dGradArgs<Flex>) -> Result<FlexTensor, Conv2dGradArgs<Flex>> {
+        flex_conv::conv2d_x_backward(args)
+    }
+
+    fn half_conv2d_weight_backward(args: Conv2dGradArgs<Flex>) -> Result<FlexTensor, Conv2dGradArgs<Flex>> {
+        flex_conv::conv2d_weight_backward(args)
+    }
+
+    fn half_sum_to_channels(grad: FlexTensor) -> Result<FlexTensor, FlexTensor> {
+        flex_conv::sum_to_channels(grad)
     }
 
     fn half_cast(tensor: FlexTensor, dtype: FloatDType) -> Result<FlexTensor, CastArgs<Flex>> {

@@ -135,3 +135,19 @@ pub(crate) fn column_sums<T: Half>(data: &[T], rows: usize, cols: usize) -> Vec<
     T::narrow_slice(&acc, &mut out);
     out
 }
+
+/// Per-channel sums of a contiguous `[batch, channels, inner]` tensor (a convolution's bias
+/// gradient), accumulated in f32 and rounded once.
+pub(crate) fn channel_sums<T: Half>(data: &[T], batch: usize, channels: usize, inner: usize) -> Vec<T> {
+    let mut acc = vec![0f32; channels];
+    let mut block = vec![0f32; inner];
+    if inner > 0 {
+        for (i, plane) in data.chunks_exact(inner).take(batch * channels).enumerate() {
+            T::widen_slice(plane, &mut block);
+            acc[i % channels] += block.iter().sum::<f32>();
+        }
+    }
+    let mut out = vec![<T as Scalar>::ZERO; channels];
+    T::narrow_slice(&acc, &mut out);
+    out
+}

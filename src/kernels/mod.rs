@@ -26,6 +26,8 @@ mod elementwise;
 #[cfg(feature = "flex")]
 mod flex;
 #[cfg(feature = "flex")]
+mod flex_conv;
+#[cfg(feature = "flex")]
 mod gemm;
 
 use core::any::TypeId;
@@ -34,7 +36,7 @@ use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::{AttentionModuleOptions, BoolTensor, FloatTensor};
+use burn::tensor::ops::{AttentionModuleOptions, BoolTensor, ConvOptions, FloatTensor};
 use burn::tensor::{DType, FloatDType, Shape, TensorMetadata};
 
 /// The environment variable that turns the host fast path off when set to `0`.
@@ -90,6 +92,33 @@ pub trait HostKernels: Backend {
         Err((x, grad))
     }
 
+    /// A 2-d convolution of f16/bf16 operands, accumulated in f32 (bias included) and
+    /// rounded once.
+    fn half_conv2d(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        options: ConvOptions<2>,
+    ) -> Result<FloatTensor<Self>, Conv2dArgs<Self>> {
+        Err((x, weight, bias, options))
+    }
+
+    /// A 2-d convolution's input gradient (f16/bf16), accumulated in f32.
+    fn half_conv2d_x_backward(args: Conv2dGradArgs<Self>) -> Result<FloatTensor<Self>, Conv2dGradArgs<Self>> {
+        Err(args)
+    }
+
+    /// A 2-d convolution's weight gradient (f16/bf16), accumulated in f32.
+    fn half_conv2d_weight_backward(args: Conv2dGradArgs<Self>) -> Result<FloatTensor<Self>, Conv2dGradArgs<Self>> {
+        Err(args)
+    }
+
+    /// A convolution's bias gradient: the sum of an f16/bf16 `[batch, channels, ...]`
+    /// gradient over every dimension but the channels, accumulated in f32.
+    fn half_sum_to_channels(grad: FloatTensor<Self>) -> Result<FloatTensor<Self>, FloatTensor<Self>> {
+        Err(grad)
+    }
+
     /// A cast between f32 and f16/bf16 (either way), rounding to nearest even.
     fn half_cast(tensor: FloatTensor<Self>, dtype: FloatDType) -> Result<FloatTensor<Self>, CastArgs<Self>> {
         Err((tensor, dtype))
@@ -98,6 +127,12 @@ pub trait HostKernels: Backend {
 
 /// The inputs of a cast, handed back when declined.
 pub type CastArgs<B> = (FloatTensor<B>, FloatDType);
+
+/// The inputs of a 2-d convolution, handed back when declined.
+pub type Conv2dArgs<B> = (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>, ConvOptions<2>);
+/// The inputs of a 2-d convolution's input or weight gradient: `(x, weight, output_grad,
+/// options)`, handed back when declined.
+pub type Conv2dGradArgs<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, ConvOptions<2>);
 
 /// The inputs of a matmul, handed back when declined.
 pub type MatmulArgs<B> = (FloatTensor<B>, FloatTensor<B>);
@@ -165,13 +200,16 @@ pub struct HostKernelCalls {
     pub relu_backward: u64,
     pub gelu: u64,
     pub gelu_backward: u64,
+    pub conv2d: u64,
+    pub conv2d_backward: u64,
     pub cast: u64,
 }
 
 thread_local! {
     static CALLS: Cell<HostKernelCalls> = const {
         Cell::new(HostKernelCalls {
-            matmul: 0, linear: 0, sum_to_last: 0, relu: 0, relu_backward: 0, gelu: 0, gelu_backward: 0, cast: 0,
+            matmul: 0, linear: 0, sum_to_last: 0, relu: 0, relu_backward: 0, gelu: 0, gelu_backward: 0, conv2d: 0,
+            conv2d_backward: 0, cast: 0,
         })
     };
 }
@@ -269,6 +307,16 @@ pub(crate) trait Composed: HostKernels {
         Self::half_gelu_backward(args.0, args.1)
     }
 
+    fn conv2d_tupled(args: Conv2dArgs<Self>) -> Result<FloatTensor<Self>, Conv2dArgs<Self>> {
+        Self::half_conv2d(args.0, args.1, args.2, args.3)
+    }
+
+    /// A convolution's bias gradient from `(x, bias, output_grad)`.
+    fn conv_bias_grad(args: (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>)) -> Result<FloatTensor<Self>, (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>)> {
+        let (x, bias, grad) = args;
+        Self::half_sum_to_channels(grad).map_err(|grad| (x, bias, grad))
+    }
+
     fn cast_tupled(args: CastArgs<Self>) -> Result<FloatTensor<Self>, CastArgs<Self>> {
         Self::half_cast(args.0, args.1)
     }
@@ -338,6 +386,18 @@ hooks! {
     fn gelu(tensor: FloatTensor<B>) -> Result<_, FloatTensor<B>> if half(tensor) => half_gelu;
     /// `gelu_backward` (reached under `Autodiff<Mixed<B>>`).
     fn gelu_backward(x: FloatTensor<B>, grad: FloatTensor<B>) -> Result<_, MatmulArgs<B>> if half(grad) => gelu_backward_tupled;
+    /// `conv2d`.
+    fn conv2d(x: FloatTensor<B>, weight: FloatTensor<B>, bias: Option<FloatTensor<B>>, options: ConvOptions<2>)
+        -> Result<_, Conv2dArgs<B>> if half(x) => conv2d_tupled;
+    /// `conv2d_x_backward` (reached under `Autodiff<Mixed<B>>`).
+    fn conv2d_x_backward(x: FloatTensor<B>, weight: FloatTensor<B>, output_grad: FloatTensor<B>, options: ConvOptions<2>)
+        -> Result<_, Conv2dGradArgs<B>> if half(output_grad) => half_conv2d_x_backward;
+    /// `conv2d_weight_backward` (reached under `Autodiff<Mixed<B>>`).
+    fn conv2d_weight_backward(x: FloatTensor<B>, weight: FloatTensor<B>, output_grad: FloatTensor<B>, options: ConvOptions<2>)
+        -> Result<_, Conv2dGradArgs<B>> if half(output_grad) => half_conv2d_weight_backward;
+    /// `conv2d_bias_backward` (reached under `Autodiff<Mixed<B>>`).
+    fn conv2d_bias_backward(x: FloatTensor<B>, bias: FloatTensor<B>, output_grad: FloatTensor<B>)
+        -> Result<_, (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>)> if half(output_grad) => conv_bias_grad;
 }
 
 /// `Mixed`'s hook for `float_cast`, and the cast autocast inserts.

@@ -1,0 +1,117 @@
+//! The host fast path's 2-d convolutions on Flex: bf16 bit for bit against Flex's own bf16
+//! convolution (both accumulate in f32 and round once), f16 within one rounding of an f64
+//! reference (Flex's f16 convolution accumulates in f16), and the gradients in both
+//! autodiff layerings.
+
+#![cfg(feature = "flex")]
+
+mod kernels_support;
+
+use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, FloatDType, TensorData};
+use burn_mixed::Mixed;
+use burn_mixed::kernels::{host_kernel_calls, reset_host_kernel_calls};
+use kernels_support::*;
+
+/// `[batch, in, h, w]` input, `[out, in / groups, kh, kw]` weight.
+const X: [usize; 4] = [2, 4, 9, 7];
+const W: [usize; 4] = [6, 2, 3, 3];
+
+fn options() -> ConvOptions<2> {
+    ConvOptions::new([2, 1], [1, 2], [1, 2], 2)
+}
+
+/// The convolution in f64, for the options above.
+fn reference(x: &[f64], w: &[f64], bias: &[f64], o: &ConvOptions<2>) -> (Vec<f64>, [usize; 4]) {
+    let [n, c, h, wd] = X;
+    let [oc, cg, kh, kw] = W;
+    let out_h = (h + 2 * o.padding[0] - o.dilation[0] * (kh - 1) - 1) / o.stride[0] + 1;
+    let out_w = (wd + 2 * o.padding[1] - o.dilation[1] * (kw - 1) - 1) / o.stride[1] + 1;
+    let per_group = oc / o.groups;
+    let mut out = vec![0.0; n * oc * out_h * out_w];
+    for (b, k, i, j) in (0..n).flat_map(|b| (0..oc).flat_map(move |k| (0..out_h).flat_map(move |i| (0..out_w).map(move |j| (b, k, i, j))))) {
+        let mut acc = bias[k];
+        for (ci, u, v) in (0..cg).flat_map(|ci| (0..kh).flat_map(move |u| (0..kw).map(move |v| (ci, u, v)))) {
+            let channel = (k / per_group) * cg + ci;
+            let y = (i * o.stride[0] + u * o.dilation[0]) as isize - o.padding[0] as isize;
+            let z = (j * o.stride[1] + v * o.dilation[1]) as isize - o.padding[1] as isize;
+            if (0..h as isize).contains(&y) && (0..wd as isize).contains(&z) {
+                acc += x[((b * c + channel) * h + y as usize) * wd + z as usize] * w[((k * cg + ci) * kh + u) * kw + v];
+            }
+        }
+        out[((b * oc + k) * out_h + i) * out_w + j] = acc;
+    }
+    (out, [n, oc, out_h, out_w])
+}
+
+fn inputs(dtype: FloatDType) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    (values(X.iter().product(), 500, dtype), values(W.iter().product(), 501, dtype), values(W[0], 502, dtype))
+}
+
+#[test]
+fn forward_against_f64_and_flex() {
+    let device = Default::default();
+    for dtype in HALVES {
+        let (x, w, b) = inputs(dtype);
+        reset_host_kernel_calls();
+        let fast = conv2d(tensor::<M, 4>(&x, X, dtype, &device), tensor(&w, W, dtype, &device), Some(tensor(&b, [W[0]], dtype, &device)), options());
+        assert_eq!(host_kernel_calls().conv2d, 1, "{dtype:?}: the kernel ran");
+        assert_eq!(fast.dtype(), DType::from(dtype));
+        let (want, shape) = reference(&x, &w, &b, &options());
+        assert_eq!(fast.dims(), shape);
+        assert_one_rounding("conv2d", &read(fast.clone()), &want, dtype);
+        let flex = conv2d(tensor::<Flex, 4>(&x, X, dtype, &device), tensor(&w, W, dtype, &device), Some(tensor(&b, [W[0]], dtype, &device)), options());
+        if dtype == FloatDType::BF16 {
+            assert_same_bits("bf16 conv2d", fast.into_data(), flex.into_data(), &[]);
+        } else {
+            // Flex accumulates f16 convolutions in f16: the kernel must not be worse.
+            let flex_units = rounding_units(&read(flex), &want, dtype).0;
+            println!("Flex's own f16 conv2d: {flex_units:.2} roundings (rms)");
+        }
+    }
+}
+
+/// The gradients of `sum(conv2d(x, w, b) * g)` for x, w and b.
+fn grads<A: AutodiffBackend>(dtype: FloatDType) -> [TensorData; 3] {
+    let device = Default::default();
+    let (x, w, b) = inputs(dtype);
+    let (x, w, b) = (tensor::<A, 4>(&x, X, dtype, &device).require_grad(), tensor::<A, 4>(&w, W, dtype, &device).require_grad(), tensor::<A, 1>(&b, [W[0]], dtype, &device).require_grad());
+    let y = conv2d(x.clone(), w.clone(), Some(b.clone()), options());
+    let g = tensor::<A, 4>(&values(y.shape().num_elements(), 503, dtype), y.dims(), FloatDType::F32, &device);
+    let grads = (y.cast(FloatDType::F32) * g).sum().backward();
+    [x.grad(&grads).expect("x").into_data(), w.grad(&grads).expect("w").into_data(), b.grad(&grads).expect("b").into_data()]
+}
+
+#[test]
+fn gradients_in_both_layerings() {
+    for dtype in HALVES {
+        reset_host_kernel_calls();
+        let fast = grads::<Mixed<Autodiff<Flex>>>(dtype);
+        let calls = host_kernel_calls();
+        assert_eq!((calls.conv2d, calls.conv2d_backward, calls.sum_to_last), (1, 2, 1), "{dtype:?}: Mixed<Autodiff<Flex>>");
+        reset_host_kernel_calls();
+        let layered = grads::<Autodiff<Mixed<Flex>>>(dtype);
+        let calls = host_kernel_calls();
+        assert_eq!((calls.conv2d, calls.conv2d_backward, calls.sum_to_last), (1, 2, 1), "{dtype:?}: Autodiff<Mixed<Flex>>");
+        for (name, (a, b)) in ["x", "weight", "bias"].iter().zip(fast.iter().zip(&layered)) {
+            assert_same_bits(&format!("{dtype:?} {name} gradient: both layerings"), a.clone(), b.clone(), &[]);
+        }
+        let flex = grads::<Autodiff<Flex>>(dtype);
+        if dtype == FloatDType::BF16 {
+            // The products are Flex's own f32 kernels between the same conversions.
+            assert_same_bits("bf16 x gradient", fast[0].clone(), flex[0].clone(), &[]);
+            assert_same_bits("bf16 weight gradient", fast[1].clone(), flex[1].clone(), &[]);
+        }
+        // The bias gradient is the per-channel sum of g, accumulated in f32.
+        let (y_len, per_channel) = { let (_, s) = reference(&inputs(dtype).0, &inputs(dtype).1, &inputs(dtype).2, &options()); (s.iter().product::<usize>(), s[2] * s[3]) };
+        let g = values(y_len, 503, dtype);
+        let want: Vec<f64> = (0..W[0]).map(|k| g.iter().enumerate().filter(|(i, _)| (i / per_channel) % W[0] == k).map(|(_, v)| v).sum()).collect();
+        let got: Vec<f64> = fast[2].clone().convert::<f32>().to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect();
+        // Six sums: too few for an RMS figure, so each must be correctly rounded.
+        let worst = rounding_units(&got, &want, dtype).1;
+        assert!(worst <= 0.5, "{dtype:?} bias gradient: {worst:.2} ulp from the exact sum");
+    }
+}
