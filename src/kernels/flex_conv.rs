@@ -53,22 +53,30 @@ pub(super) fn conv2d(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>
 }
 
 /// One of a convolution's input or weight gradients, computed by `f32_op` in f32.
-fn gradient(args: Conv2dGradArgs<Flex>, f32_op: fn(FlexTensor, FlexTensor, FlexTensor, ConvOptions<2>) -> FlexTensor) -> Result<FlexTensor, Conv2dGradArgs<Flex>> {
+/// `widen_x`: whether the op reads the input's values (the weight gradient) or only its
+/// shape (the input gradient: Burn's composition reads `x.shape()` alone), which then saves
+/// an f32 copy of the activations at the step's peak.
+fn gradient(
+    args: Conv2dGradArgs<Flex>,
+    widen_x: bool,
+    f32_op: fn(FlexTensor, FlexTensor, FlexTensor, ConvOptions<2>) -> FlexTensor,
+) -> Result<FlexTensor, Conv2dGradArgs<Flex>> {
     let (x, weight, grad, options) = args;
     if !same_half(&[&x, &weight, &grad]) {
         return Err((x, weight, grad, options));
     }
-    let out = f32_op(to_f32(&x), to_f32(&weight), to_f32(&grad), options);
+    let x32 = if widen_x { to_f32(&x) } else { x };
+    let out = f32_op(x32, to_f32(&weight), to_f32(&grad), options);
     count(|c| &mut c.conv2d_backward);
     Ok(to_half(&out, grad.dtype()))
 }
 
 pub(super) fn conv2d_x_backward(args: Conv2dGradArgs<Flex>) -> Result<FlexTensor, Conv2dGradArgs<Flex>> {
-    gradient(args, <Flex as ModuleOps<Flex>>::conv2d_x_backward)
+    gradient(args, false, <Flex as ModuleOps<Flex>>::conv2d_x_backward)
 }
 
 pub(super) fn conv2d_weight_backward(args: Conv2dGradArgs<Flex>) -> Result<FlexTensor, Conv2dGradArgs<Flex>> {
-    gradient(args, <Flex as ModuleOps<Flex>>::conv2d_weight_backward)
+    gradient(args, true, <Flex as ModuleOps<Flex>>::conv2d_weight_backward)
 }
 
 /// The sum of a `[batch, channels, ...]` half gradient over all but the channels.
