@@ -1,55 +1,52 @@
-//! 2-d convolutions of half-precision Flex tensors: widened to f32 with the vectorized
-//! conversions, convolved by Flex's own f32 kernels (f32 accumulation, the bias added in
-//! f32), and rounded once. Flex's bf16 convolution does the same with scalar conversions,
-//! so results are bit-identical to it at a lower cost; its f16 convolution accumulates in
-//! f16 on a scalar GEMM, which this replaces by f32 accumulation (one rounding).
+//! 2-d convolutions of f16 Flex tensors: widened to f32 with the vectorized conversions,
+//! convolved by Flex's own f32 kernels (f32 accumulation, the bias added in f32), and
+//! rounded once. Flex's own f16 convolution accumulates in f16 on a scalar GEMM: 4-5x its
+//! f32 time, and one rounding per multiply-add.
+//!
+//! bf16 is left to Flex, which already convolves bf16 this way (with scalar conversions).
+//! Measured in one run of `benches/step.rs` (the CNN row), taking bf16 here too made the
+//! step about 10% faster but raised its peak memory from 0.67 to 0.94 of f32's: Burn's
+//! weight-gradient composition transposes its operands and Flex's f32 convolution then
+//! copies the transposed f32 views, where on the bf16 path the copy is made in bf16 before
+//! widening. Memory is what mixed precision promises first, so bf16 keeps Flex's path.
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::{ConvOptions, ModuleOps};
-use burn::tensor::{DType, Shape, bf16, f16};
+use burn::tensor::{DType, Shape, f16};
 
-use super::gemm::{self, Half};
+use super::gemm;
 use super::{Conv2dArgs, Conv2dGradArgs, count, elementwise};
 
-/// Whether every tensor is f16, or every one bf16.
-fn same_half(tensors: &[&FlexTensor]) -> bool {
-    let dtype = tensors[0].dtype();
-    matches!(dtype, DType::F16 | DType::BF16) && tensors.iter().all(|t| t.dtype() == dtype)
+/// Whether every tensor is f16 (the only dtype these kernels take; see the module doc).
+fn all_f16(tensors: &[&FlexTensor]) -> bool {
+    tensors.iter().all(|t| t.dtype() == DType::F16)
 }
 
-/// A half tensor widened to a contiguous f32 tensor (exact).
+/// An f16 tensor widened to a contiguous f32 tensor (exact).
 fn to_f32(t: &FlexTensor) -> FlexTensor {
-    fn widen<T: Half>(t: &FlexTensor) -> FlexTensor {
-        let t = t.to_contiguous();
-        let input = t.as_slice::<T>().expect("contiguous");
-        let mut out = FlexTensor::empty(t.layout().shape().clone(), DType::F32);
-        elementwise::widen(input, out.storage_mut::<f32>());
-        out
-    }
-    if t.dtype() == DType::BF16 { widen::<bf16>(t) } else { widen::<f16>(t) }
+    let t = t.to_contiguous();
+    let mut out = FlexTensor::empty(t.layout().shape().clone(), DType::F32);
+    elementwise::widen(t.as_slice::<f16>().expect("contiguous f16"), out.storage_mut::<f32>());
+    out
 }
 
-/// An f32 tensor rounded to `dtype` (f16 or bf16), to nearest even.
-fn to_half(t: &FlexTensor, dtype: DType) -> FlexTensor {
-    fn narrow<T: Half>(t: &FlexTensor) -> FlexTensor {
-        let t = t.to_contiguous();
-        let input = t.as_slice::<f32>().expect("contiguous");
-        let mut out = FlexTensor::empty(t.layout().shape().clone(), T::dtype());
-        elementwise::narrow(input, out.storage_mut::<T>());
-        out
-    }
-    if dtype == DType::BF16 { narrow::<bf16>(t) } else { narrow::<f16>(t) }
+/// An f32 tensor rounded to f16, to nearest even.
+fn to_f16(t: &FlexTensor) -> FlexTensor {
+    let t = t.to_contiguous();
+    let mut out = FlexTensor::empty(t.layout().shape().clone(), DType::F16);
+    elementwise::narrow(t.as_slice::<f32>().expect("contiguous f32"), out.storage_mut::<f16>());
+    out
 }
 
 pub(super) fn conv2d(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>, options: ConvOptions<2>) -> Result<FlexTensor, Conv2dArgs<Flex>> {
     let operands: Vec<&FlexTensor> = [Some(&x), Some(&weight), bias.as_ref()].into_iter().flatten().collect();
-    if !same_half(&operands) {
+    if !all_f16(&operands) {
         return Err((x, weight, bias, options));
     }
     let out = <Flex as ModuleOps<Flex>>::conv2d(to_f32(&x), to_f32(&weight), bias.as_ref().map(to_f32), options);
     count(|c| &mut c.conv2d);
-    Ok(to_half(&out, x.dtype()))
+    Ok(to_f16(&out))
 }
 
 /// One of a convolution's input or weight gradients, computed by `f32_op` in f32.
@@ -62,13 +59,13 @@ fn gradient(
     f32_op: fn(FlexTensor, FlexTensor, FlexTensor, ConvOptions<2>) -> FlexTensor,
 ) -> Result<FlexTensor, Conv2dGradArgs<Flex>> {
     let (x, weight, grad, options) = args;
-    if !same_half(&[&x, &weight, &grad]) {
+    if !all_f16(&[&x, &weight, &grad]) {
         return Err((x, weight, grad, options));
     }
     let x32 = if widen_x { to_f32(&x) } else { x };
     let out = f32_op(x32, to_f32(&weight), to_f32(&grad), options);
     count(|c| &mut c.conv2d_backward);
-    Ok(to_half(&out, grad.dtype()))
+    Ok(to_f16(&out))
 }
 
 pub(super) fn conv2d_x_backward(args: Conv2dGradArgs<Flex>) -> Result<FlexTensor, Conv2dGradArgs<Flex>> {
@@ -79,21 +76,18 @@ pub(super) fn conv2d_weight_backward(args: Conv2dGradArgs<Flex>) -> Result<FlexT
     gradient(args, true, <Flex as ModuleOps<Flex>>::conv2d_weight_backward)
 }
 
-/// The sum of a `[batch, channels, ...]` half gradient over all but the channels.
+/// The sum of a `[batch, channels, ...]` f16 gradient over all but the channels.
 pub(super) fn sum_to_channels(grad: FlexTensor) -> Result<FlexTensor, FlexTensor> {
     let shape = grad.layout().shape().clone();
-    if !same_half(&[&grad]) || shape.num_dims() < 2 {
+    if !all_f16(&[&grad]) || shape.num_dims() < 2 {
         return Err(grad);
     }
     let (batch, channels) = (shape[0], shape[1]);
     let inner = shape.num_elements().checked_div(batch * channels).unwrap_or(0);
-    fn sums<T: Half>(grad: &FlexTensor, batch: usize, channels: usize, inner: usize) -> FlexTensor {
-        let grad = grad.to_contiguous();
-        let values = grad.as_slice::<T>().expect("contiguous");
-        let mut out = FlexTensor::empty(Shape::new([channels]), T::dtype());
-        out.storage_mut::<T>().copy_from_slice(&gemm::channel_sums(values, batch, channels, inner));
-        out
-    }
+    let grad = grad.to_contiguous();
+    let values = grad.as_slice::<f16>().expect("contiguous f16");
+    let mut out = FlexTensor::empty(Shape::new([channels]), DType::F16);
+    out.storage_mut::<f16>().copy_from_slice(&gemm::channel_sums(values, batch, channels, inner));
     count(|c| &mut c.sum_to_last);
-    Ok(if grad.dtype() == DType::BF16 { sums::<bf16>(&grad, batch, channels, inner) } else { sums::<f16>(&grad, batch, channels, inner) })
+    Ok(out)
 }

@@ -92,8 +92,8 @@ pub trait HostKernels: Backend {
         Err((x, grad))
     }
 
-    /// A 2-d convolution of f16/bf16 operands, accumulated in f32 (bias included) and
-    /// rounded once.
+    /// A 2-d convolution of half-precision operands, accumulated in f32 (bias included)
+    /// and rounded once. (Flex takes f16 only: see `flex_conv`.)
     fn half_conv2d(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
@@ -103,12 +103,12 @@ pub trait HostKernels: Backend {
         Err((x, weight, bias, options))
     }
 
-    /// A 2-d convolution's input gradient (f16/bf16), accumulated in f32.
+    /// A 2-d convolution's input gradient (half precision), accumulated in f32.
     fn half_conv2d_x_backward(args: Conv2dGradArgs<Self>) -> Result<FloatTensor<Self>, Conv2dGradArgs<Self>> {
         Err(args)
     }
 
-    /// A 2-d convolution's weight gradient (f16/bf16), accumulated in f32.
+    /// A 2-d convolution's weight gradient (half precision), accumulated in f32.
     fn half_conv2d_weight_backward(args: Conv2dGradArgs<Self>) -> Result<FloatTensor<Self>, Conv2dGradArgs<Self>> {
         Err(args)
     }
