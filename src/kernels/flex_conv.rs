@@ -3,7 +3,8 @@
 //! rounded once. Flex's own f16 convolution accumulates in f16 on a scalar GEMM: 4-5x its
 //! f32 time, and one rounding per multiply-add.
 //!
-//! bf16 is left to Flex, which already convolves bf16 this way (with scalar conversions).
+//! bf16 convolutions are Flex's own, which already convolves bf16 this way (with scalar
+//! conversions); only their bias gradient is computed here.
 //! Measured in one run of `benches/step.rs` (the CNN row), taking bf16 here too made the
 //! step about 10% faster but raised its peak memory from 0.67 to 0.94 of f32's: Burn's
 //! weight-gradient composition transposes its operands and Flex's f32 convolution then
@@ -13,14 +14,14 @@
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::{ConvOptions, ModuleOps};
-use burn::tensor::{DType, Shape, f16};
+use burn::tensor::{DType, Shape, bf16, f16};
 
-use super::gemm;
+use super::gemm::{self, Half};
 use super::{Conv2dArgs, Conv2dGradArgs, count, elementwise};
 
-/// Whether every tensor is f16 (the only dtype these kernels take; see the module doc).
-fn all_f16(tensors: &[&FlexTensor]) -> bool {
-    tensors.iter().all(|t| t.dtype() == DType::F16)
+/// Whether every tensor has `dtype`.
+fn all_of(tensors: &[&FlexTensor], dtype: DType) -> bool {
+    tensors.iter().all(|t| t.dtype() == dtype)
 }
 
 /// An f16 tensor widened to a contiguous f32 tensor (exact).
@@ -41,7 +42,15 @@ fn to_f16(t: &FlexTensor) -> FlexTensor {
 
 pub(super) fn conv2d(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>, options: ConvOptions<2>) -> Result<FlexTensor, Conv2dArgs<Flex>> {
     let operands: Vec<&FlexTensor> = [Some(&x), Some(&weight), bias.as_ref()].into_iter().flatten().collect();
-    if !all_f16(&operands) {
+    if all_of(&operands, DType::BF16) {
+        // Flex's own bf16 convolution, taken here so that the autodiff node that records it
+        // is this module's: its input and weight gradients then decline to Flex's bf16 ops
+        // too, but its bias gradient is the f32 channel sum below, where Burn's default
+        // transposes the gradient and copies it element by element in bf16 (a tenth of a
+        // small CNN's step).
+        return Ok(<Flex as ModuleOps<Flex>>::conv2d(x, weight, bias, options));
+    }
+    if !all_of(&operands, DType::F16) {
         return Err((x, weight, bias, options));
     }
     let out = <Flex as ModuleOps<Flex>>::conv2d(to_f32(&x), to_f32(&weight), bias.as_ref().map(to_f32), options);
@@ -59,7 +68,7 @@ fn gradient(
     f32_op: fn(FlexTensor, FlexTensor, FlexTensor, ConvOptions<2>) -> FlexTensor,
 ) -> Result<FlexTensor, Conv2dGradArgs<Flex>> {
     let (x, weight, grad, options) = args;
-    if !all_f16(&[&x, &weight, &grad]) {
+    if !all_of(&[&x, &weight, &grad], DType::F16) {
         return Err((x, weight, grad, options));
     }
     let x32 = if widen_x { to_f32(&x) } else { x };
@@ -76,18 +85,27 @@ pub(super) fn conv2d_weight_backward(args: Conv2dGradArgs<Flex>) -> Result<FlexT
     gradient(args, true, <Flex as ModuleOps<Flex>>::conv2d_weight_backward)
 }
 
-/// The sum of a `[batch, channels, ...]` f16 gradient over all but the channels.
+/// The sum of a `[batch, channels, ...]` half gradient over all but the channels,
+/// accumulated in f32.
 pub(super) fn sum_to_channels(grad: FlexTensor) -> Result<FlexTensor, FlexTensor> {
     let shape = grad.layout().shape().clone();
-    if !all_f16(&[&grad]) || shape.num_dims() < 2 {
+    if shape.num_dims() < 2 {
         return Err(grad);
     }
     let (batch, channels) = (shape[0], shape[1]);
     let inner = shape.num_elements().checked_div(batch * channels).unwrap_or(0);
-    let grad = grad.to_contiguous();
-    let values = grad.as_slice::<f16>().expect("contiguous f16");
-    let mut out = FlexTensor::empty(Shape::new([channels]), DType::F16);
-    out.storage_mut::<f16>().copy_from_slice(&gemm::channel_sums(values, batch, channels, inner));
+    fn sums<T: Half>(grad: &FlexTensor, batch: usize, channels: usize, inner: usize) -> FlexTensor {
+        let grad = grad.to_contiguous();
+        let values = grad.as_slice::<T>().expect("contiguous");
+        let mut out = FlexTensor::empty(Shape::new([channels]), T::dtype());
+        out.storage_mut::<T>().copy_from_slice(&gemm::channel_sums(values, batch, channels, inner));
+        out
+    }
+    let out = match grad.dtype() {
+        DType::BF16 => sums::<bf16>(&grad, batch, channels, inner),
+        DType::F16 => sums::<f16>(&grad, batch, channels, inner),
+        _ => return Err(grad),
+    };
     count(|c| &mut c.sum_to_last);
     Ok(out)
 }
