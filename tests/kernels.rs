@@ -308,6 +308,14 @@ fn relu_is_bit_identical_to_flex() {
         let flex = burn::tensor::activation::relu(Tensor::<Flex, 1>::from_data(TensorData::new(v.clone(), [n]), &device).cast(dtype));
         assert_same_bits(&format!("{dtype:?}: relu"), mixed.into_data(), flex.into_data(), &v);
         assert_eq!(host_kernel_calls().relu, 1, "{dtype:?}: the kernel ran");
+
+        // A unique input is overwritten in place; a shared one must be left as it was.
+        let x = Tensor::<M, 1>::from_data(TensorData::new(v.clone(), [n]), &device).cast(dtype);
+        let before = x.clone().into_data();
+        let shared = burn::tensor::activation::relu(x.clone());
+        assert_same_bits(&format!("{dtype:?}: input of a shared relu"), x.into_data(), before.clone(), &v);
+        let owned = burn::tensor::activation::relu(Tensor::<M, 1>::from_data(before, &device).cast(dtype));
+        assert_same_bits(&format!("{dtype:?}: in-place relu"), owned.into_data(), shared.into_data(), &v);
     }
 }
 

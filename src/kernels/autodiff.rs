@@ -233,11 +233,14 @@ impl<B: HostKernels> Backward<B, 1> for HalfCast {
 
 impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
     fn half_relu(tensor: FloatTensor<Self>) -> Result<FloatTensor<Self>, FloatTensor<Self>> {
-        let out = match B::half_relu(tensor.primitive.clone()) {
+        // The input is handed over, not cloned: relu's backward needs only its output, so
+        // an input nothing else holds (a linear layer's output) is overwritten in place.
+        let FloatTensor::<Self> { primitive, node, rc } = tensor;
+        let out = match B::half_relu(primitive) {
             Ok(out) => out,
-            Err(_) => return Err(tensor),
+            Err(primitive) => return Err(FloatTensor::<Self> { primitive, node, rc }),
         };
-        Ok(match HalfRelu.prepare::<C>([tensor.node.clone()]).compute_bound().stateful() {
+        Ok(match HalfRelu.prepare::<C>([node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(out.clone(), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         })

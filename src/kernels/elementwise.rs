@@ -17,13 +17,28 @@ const BLOCK: usize = 1024;
 /// Below this many elements one thread does it all.
 const PARALLEL_FROM: usize = 1 << 15;
 
+/// How many elements of `len` each thread takes.
+fn chunk_len(len: usize) -> usize {
+    if len >= PARALLEL_FROM { len.div_ceil(rayon::current_num_threads()).max(BLOCK) } else { len.max(1) }
+}
+
 fn blocks<'a, T: Send + 'a, U: Sync + 'a>(
     out: &'a mut [T],
     inputs: &'a [&'a [U]],
     f: impl Fn(&mut [T], &[&[U]], usize) + Sync + Send,
 ) {
-    let chunk = if out.len() >= PARALLEL_FROM { out.len().div_ceil(rayon::current_num_threads()).max(BLOCK) } else { out.len().max(1) };
+    let chunk = chunk_len(out.len());
     out.par_chunks_mut(chunk).enumerate().for_each(|(i, out)| f(out, inputs, i * chunk));
+}
+
+/// `data[i] = f(data[i])` on the raw 16-bit patterns, in place (a buffer nothing else
+/// shares: no allocation, one pass, as Flex's f32 ops run on a unique tensor).
+pub(crate) fn map_bits_in_place<T: Half>(data: &mut [T], f: impl Fn(u16) -> u16 + Sync + Send) {
+    let chunk = chunk_len(data.len());
+    data.par_chunks_mut(chunk).for_each(|block| {
+        let block: &mut [u16] = bytemuck::cast_slice_mut(block);
+        block.iter_mut().for_each(|x| *x = f(*x));
+    });
 }
 
 /// `out[i] = f(input[i])` on the raw 16-bit patterns (ops exact on the encoding, such as

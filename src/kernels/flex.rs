@@ -50,11 +50,11 @@ impl HostKernels for Flex {
     // zero, NaN), so they run on the 16-bit patterns with the same results.
     fn half_relu(tensor: FlexTensor) -> Result<FlexTensor, FlexTensor> {
         let out = match tensor.dtype() {
-            DType::BF16 => unary_bits::<bf16>(&tensor, |x| relu_bits(x, 0x7f80)),
-            DType::F16 => unary_bits::<f16>(&tensor, |x| relu_bits(x, 0x7c00)),
-            _ => None,
+            DType::BF16 => unary_bits::<bf16>(tensor, |x| relu_bits(x, 0x7f80)),
+            DType::F16 => unary_bits::<f16>(tensor, |x| relu_bits(x, 0x7c00)),
+            _ => Err(tensor),
         };
-        out.inspect(|_| count(|c| &mut c.relu)).ok_or(tensor)
+        out.inspect(|_| count(|c| &mut c.relu))
     }
 
     fn half_relu_backward(output: FlexTensor, grad: FlexTensor) -> Result<FlexTensor, MatmulArgs<Flex>> {
@@ -138,10 +138,19 @@ fn relu_grad_bits(out: u16, g: u16, inf_bits: u16) -> u16 {
     if positive(out, inf_bits) { g } else { 0 }
 }
 
-/// `f` on every 16-bit pattern of a contiguous half tensor (`None` for any other layout).
-fn unary_bits<T: Half>(x: &FlexTensor, f: impl Fn(u16) -> u16 + Sync + Send) -> Option<FlexTensor> {
-    let input = x.as_slice::<T>()?;
-    Some(filled::<T>(x, x.dtype(), |out| elementwise::map_bits(input, out, f)))
+/// `f` on every 16-bit pattern of a contiguous half tensor, in place when nothing else
+/// shares its buffer and the tensor covers all of it (the tensor handed back for any
+/// other layout).
+fn unary_bits<T: Half>(mut x: FlexTensor, f: impl Fn(u16) -> u16 + Sync + Send) -> Result<FlexTensor, FlexTensor> {
+    let whole = x.layout().is_contiguous()
+        && x.layout().start_offset() == 0
+        && x.storage::<T>().len() == x.layout().num_elements();
+    if x.is_unique() && whole {
+        elementwise::map_bits_in_place(x.storage_mut::<T>(), f);
+        return Ok(x);
+    }
+    let Some(input) = x.as_slice::<T>() else { return Err(x) };
+    Ok(filled::<T>(&x, x.dtype(), |out| elementwise::map_bits(input, out, f)))
 }
 
 /// `f` on every pair of 16-bit patterns of two contiguous half tensors of one shape.
