@@ -18,6 +18,7 @@ compile_error!(
 pub mod autocast;
 mod backend;
 pub mod convert;
+pub mod data_parallel;
 pub mod kernels;
 mod module;
 mod ops;
