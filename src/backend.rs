@@ -102,4 +102,14 @@ impl<A: AutodiffBackend> AutodiffBackend for Mixed<A> {
             fn q_from_inner(tensor: QuantizedTensor<Self::InnerBackend>) -> QuantizedTensor<Self>;
         }
     }
+
+    // DDP marks parameters here; Burn's defaults would drop the mark (no gradient sync).
+    #[cfg(feature = "distributed")]
+    forward_to_inner! {
+        <A as AutodiffBackend> {
+            fn set_distributed_params(tensor: FloatTensor<Self>, param_id: burn::tensor::backend::distributed::DistributedParamId) -> FloatTensor<Self>;
+            fn distributed_params(tensor: &FloatTensor<Self>) -> Option<burn::tensor::backend::distributed::DistributedParams>;
+            fn is_distributed(tensor: &FloatTensor<Self>) -> bool;
+        }
+    }
 }

@@ -5,9 +5,20 @@
 //! [`MixedPrecision::setup`] binds a model to it ([`PrecisionModule`]), so the precision
 //! applies to that model's work, on whichever thread runs it, and to nothing else.
 
+// Under Burn's `distributed` feature, `Autodiff<B>` is an autodiff backend only when `B`
+// implements `DistributedBackend`, which Flex and NdArray do not: their training would not
+// compile, with errors deep inside Burn. Say so up front.
+#[cfg(all(feature = "distributed", any(feature = "flex", feature = "ndarray")))]
+compile_error!(
+    "burn-mixed: feature `distributed` cannot be combined with `flex` or `ndarray` (Burn 0.21's autodiff \
+     requires a DistributedBackend, which Flex and NdArray do not implement); build with \
+     `--no-default-features --features wgpu,distributed` or `cuda,distributed`"
+);
+
 pub mod autocast;
 mod backend;
 pub mod convert;
+pub mod data_parallel;
 pub mod kernels;
 mod module;
 mod ops;

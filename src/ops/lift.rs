@@ -51,3 +51,14 @@ pub(crate) fn deform_conv2d_backward<B: Backend>(
 ) -> DeformConv2dBackward<Mixed<B>> {
     DeformConv2dBackward::new(r.x_grad, r.offset_grad, r.weight_grad, r.mask_grad, r.bias_grad)
 }
+
+/// A pending collective re-labelled for `Mixed<B>`. Taking the handle out without a sync is
+/// sound because the new wrapper still syncs before use: `Mixed`'s `sync_collective` is
+/// `B`'s, on the same device.
+#[cfg(feature = "distributed")]
+pub(crate) fn collective<B: burn::tensor::backend::distributed::DistributedBackend>(
+    c: burn::tensor::backend::distributed::CollectiveTensor<B>,
+) -> burn::tensor::backend::distributed::CollectiveTensor<Mixed<B>> {
+    // Safety: only re-wrapped, not used; `resolve` on the result syncs the device.
+    burn::tensor::backend::distributed::CollectiveTensor::new(unsafe { c.assume_resolved() })
+}

@@ -2,6 +2,8 @@
 
 mod activation;
 mod bool_tensor;
+#[cfg(feature = "distributed")]
+mod distributed;
 pub(crate) mod forward;
 mod int_tensor;
 pub(crate) mod lift;

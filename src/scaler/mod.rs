@@ -8,9 +8,13 @@
 //! - `optim`: unscaling, the one-sync overflow check and the skip, around any optimizer.
 
 mod optim;
+mod replicas;
 mod state;
 
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use replicas::ReplicaGroup;
 
 pub use optim::PrecisionOptimizer;
 pub use state::{
@@ -27,6 +31,8 @@ pub use state::{
 #[derive(Clone, Debug)]
 pub struct GradScaler {
     shared: Arc<Mutex<Shared>>,
+    /// Data-parallel replicas stepping clones of one optimizer: one update per iteration.
+    replicas: Arc<ReplicaGroup>,
 }
 
 #[derive(Debug)]
@@ -45,6 +51,7 @@ struct Shared {
 }
 
 /// What one optimizer learns when it reports its overflow check.
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Verdict {
     /// Its own gradients were finite: step.
     Step,
@@ -68,6 +75,7 @@ impl GradScaler {
                 found_inf: false,
                 last: None,
             })),
+            replicas: Arc::new(ReplicaGroup::new()),
         }
     }
 
@@ -120,6 +128,28 @@ impl GradScaler {
         shared.optimizers_per_step = n.max(1);
         shared.reported = 0;
         shared.found_inf = false;
+    }
+
+    /// Declares that `n` data-parallel replicas (one per device, as burn-train's DDP
+    /// strategy runs them) each step a clone of the optimizer every iteration. Their
+    /// reports then make one round: the scale is updated once, from whether *any* replica
+    /// overflowed, and every replica gets that same verdict, whatever the order in which
+    /// they report. A replica waits at most `timeout` (default 10 minutes) for the others,
+    /// then panics with a message. Set it before training (`burn_mixed::data_parallel`
+    /// does); 1 (the default) is a single optimizer. Optimizers that share the scaler
+    /// (`set_optimizers_per_step`) must step in the same order on every replica.
+    pub fn set_replicas(&self, n: usize, timeout: Option<Duration>) {
+        self.replicas.configure(n.max(1), timeout);
+    }
+
+    /// The number of data-parallel replicas whose reports make one update.
+    pub fn replicas(&self) -> usize {
+        self.replicas.replicas()
+    }
+
+    /// [`report`](Self::report), once per round of replicas.
+    pub(crate) fn report_replica(&self, found_inf: bool) -> Result<Verdict, ScalerCollapse> {
+        self.replicas.arrive(found_inf, |any_inf| self.report(any_inf))
     }
 
     /// The scale the next backward pass multiplies the loss by (1 when disabled).

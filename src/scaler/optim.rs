@@ -68,7 +68,7 @@ impl<O> PrecisionOptimizer<O> {
     /// A collapse configured as an error stops training: `Optimizer::step` has no error
     /// channel, and carrying on would only feed NaNs forward.
     fn verdict(scaler: &GradScaler, found_inf: bool) -> Verdict {
-        match scaler.report(found_inf) {
+        match scaler.report_replica(found_inf) {
             Ok(verdict) => verdict,
             Err(collapse) => panic!("{collapse}"),
         }
