@@ -21,7 +21,7 @@ use core::sync::atomic::{AtomicBool, Ordering};
 use burn::backend::Autodiff;
 use burn::tensor::FloatDType;
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::{FloatTensor, FloatTensorOps};
+use burn::tensor::ops::FloatTensor;
 
 const CAPACITY: usize = 1024;
 
@@ -70,7 +70,7 @@ fn leaf_id<B: Backend>(tensor: &FloatTensor<B>) -> Option<u64> {
             #[cfg(feature = $feature)]
             if let Some(t) = any.downcast_ref::<FloatTensor<Autodiff<$backend>>>() {
                 let leaf = t.node.parents.is_empty();
-                return (leaf && <Autodiff<$backend> as FloatTensorOps<Autodiff<$backend>>>::float_is_require_grad(t)).then_some(t.node.id.value);
+                return (leaf && <Autodiff<$backend> as burn::tensor::ops::FloatTensorOps<Autodiff<$backend>>>::float_is_require_grad(t)).then_some(t.node.id.value);
             }
         )*};
     }

@@ -9,18 +9,15 @@
 //! are rounded once, to the inputs' dtype, for the second product; the output has that dtype.
 
 use burn::tensor::backend::{Backend, get_device_settings};
-use burn::tensor::ops::{AttentionModuleOptions, BoolTensor, FloatTensor};
+use burn::tensor::ops::{BoolTensor, FloatTensor};
+
+use super::AttentionArgs;
 use burn::tensor::{FloatDType, Shape, TensorMetadata};
 
 /// `softmax(q @ k^T * scale (+ masks, bias)) @ v` for `[batch, heads, seq, head_dim]`
 /// inputs in f16 or bf16, with the scores in f32.
 pub(crate) fn scores_in_f32<B: Backend>(
-    query: FloatTensor<B>,
-    key: FloatTensor<B>,
-    value: FloatTensor<B>,
-    mask: Option<BoolTensor<B>>,
-    attn_bias: Option<FloatTensor<B>>,
-    options: AttentionModuleOptions,
+    (query, key, value, mask, attn_bias, options): AttentionArgs<B>,
 ) -> FloatTensor<B> {
     let half = FloatDType::from(query.dtype());
     let head_dim = query.shape()[3];

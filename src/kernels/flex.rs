@@ -155,11 +155,17 @@ fn unary_bits<T: Half>(mut x: FlexTensor, f: impl Fn(u16) -> u16 + Sync + Send) 
 
 /// `f` on every pair of 16-bit patterns of two contiguous half tensors of one shape.
 fn binary_bits<T: Half>(a: &FlexTensor, b: &FlexTensor, f: impl Fn(u16, u16) -> u16 + Sync + Send) -> Option<FlexTensor> {
+    zipped::<T>(a, b, |x, y, out| elementwise::zip_bits(x, y, out, f))
+}
+
+/// A new half tensor from two contiguous half tensors of one shape, element by element
+/// (`kernel` writes the output from both inputs' elements).
+fn zipped<T: Half>(a: &FlexTensor, b: &FlexTensor, kernel: impl FnOnce(&[T], &[T], &mut [T])) -> Option<FlexTensor> {
     if a.layout().shape() != b.layout().shape() {
         return None;
     }
     let (x, y) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
-    Some(filled::<T>(a, a.dtype(), |out| elementwise::zip_bits(x, y, out, f)))
+    Some(filled::<T>(a, a.dtype(), |out| kernel(x, y, out)))
 }
 
 // Gelu in its exact form, `x * Phi(x)` with `Phi(x) = (1 + erf(x / sqrt 2)) / 2`, and its
@@ -185,11 +191,7 @@ fn unary_f32<T: Half>(x: &FlexTensor, f: impl Fn(f32) -> f32 + Sync + Send) -> O
 
 /// `f` in f32 on every pair of elements of two contiguous half tensors of one shape.
 fn binary_f32<T: Half>(a: &FlexTensor, b: &FlexTensor, f: impl Fn(f32, f32) -> f32 + Sync + Send) -> Option<FlexTensor> {
-    if a.layout().shape() != b.layout().shape() {
-        return None;
-    }
-    let (x, y) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
-    Some(filled::<T>(a, a.dtype(), |out| elementwise::zip_f32(x, y, out, f)))
+    zipped::<T>(a, b, |x, y, out| elementwise::zip_f32(x, y, out, f))
 }
 
 fn narrowed<T: Half>(x: &FlexTensor) -> Option<FlexTensor> {

@@ -30,14 +30,16 @@ mod flex_conv;
 #[cfg(feature = "flex")]
 mod gemm;
 
+#[cfg(feature = "flex")]
 use core::any::TypeId;
 use core::cell::Cell;
+#[cfg(feature = "flex")]
 use core::mem::ManuallyDrop;
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::{AttentionModuleOptions, BoolTensor, ConvOptions, FloatTensor};
-use burn::tensor::{DType, FloatDType, Shape, TensorMetadata};
+use burn::tensor::{DType, FloatDType, TensorMetadata};
 
 /// The environment variable that turns the host fast path off when set to `0`.
 pub const HOST_KERNELS_ENV: &str = "MIXED_HOST_KERNELS";
@@ -242,6 +244,7 @@ fn is_half<B: Backend>(tensor: &FloatTensor<B>) -> bool {
 }
 
 /// Moves `value` into type `U` when `T` and `U` are the same type.
+#[cfg(feature = "flex")]
 fn same_type<T: 'static, U: 'static>(value: T) -> Result<U, T> {
     if TypeId::of::<T>() != TypeId::of::<U>() {
         return Err(value);
@@ -290,6 +293,7 @@ macro_rules! host_backends {
 
 /// What is built from the kernels: the tuple-taking forms that [`dispatch!`] calls, and a
 /// linear layer's gradients (used by `Mixed`'s hooks and by the autodiff nodes alike).
+#[cfg(feature = "flex")]
 pub(crate) trait Composed: HostKernels {
     fn matmul_tupled(args: MatmulArgs<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
         Self::half_matmul(args.0, args.1)
@@ -337,12 +341,13 @@ pub(crate) trait Composed: HostKernels {
         let (x_shape, g_shape) = (x.shape(), grad.shape());
         let (k, n) = (x_shape[x_shape.num_dims() - 1], g_shape[g_shape.num_dims() - 1]);
         let rows = x_shape.num_elements().checked_div(k).unwrap_or(0);
-        let x2d = Self::float_reshape(x.clone(), Shape::new([rows, k]));
-        let g2d = Self::float_reshape(grad.clone(), Shape::new([rows, n]));
+        let x2d = Self::float_reshape(x.clone(), burn::tensor::Shape::new([rows, k]));
+        let g2d = Self::float_reshape(grad.clone(), burn::tensor::Shape::new([rows, n]));
         Self::half_matmul(Self::float_swap_dims(x2d, 0, 1), g2d).map_err(|_| (x, grad))
     }
 }
 
+#[cfg(feature = "flex")]
 impl<K: HostKernels> Composed for K {}
 
 /// `Mixed`'s hooks (the `=> name` lines of the forwarding tables): each offers its
@@ -455,5 +460,5 @@ pub(crate) fn attention<B: Backend>(
     if !is_half::<B>(&query) || !host_kernels_enabled() || !has_host_kernels::<B>() {
         return Err((query, key, value, mask, attn_bias, options));
     }
-    Ok(attention::scores_in_f32::<crate::Mixed<B>>(query, key, value, mask, attn_bias, options))
+    Ok(attention::scores_in_f32::<crate::Mixed<B>>((query, key, value, mask, attn_bias, options)))
 }
