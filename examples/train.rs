@@ -8,6 +8,7 @@
 //! cargo run --release --example train -- --model mlp --compare 32-true,16-mixed
 //! BURN_PRECISION=16-mixed cargo run --release --example train
 //! cargo run --release --features wgpu --example train -- --backend wgpu --precision 16-mixed
+//! cargo run --release --features wgpu --example train -- --backend wgpu --devices default,cpu --precision 16-mixed
 //! ```
 //!
 //! The training code is plain burn-train: a `TrainStep` that calls `loss.backward()`, a
@@ -28,6 +29,8 @@ mod compare;
 mod counting_alloc;
 #[path = "train/data.rs"]
 mod data;
+#[path = "train/devices.rs"]
+mod devices;
 #[path = "train/mlp.rs"]
 mod mlp;
 #[path = "train/model.rs"]
@@ -63,6 +66,7 @@ use clap::Parser;
 use artifacts::SavedConfig;
 use compare::CompareList;
 use counting_alloc::CountingAlloc;
+use devices::{DeviceList, StrategyKind};
 use model::ModelKind;
 use render::{MetricValues, Recorder, RendererKind};
 use report::Outcome;
@@ -163,6 +167,19 @@ struct Args {
     /// fall below f16's normal range, and the updates blow up.
     #[arg(long)]
     adam_epsilon: Option<f64>,
+    /// Devices to train on, data-parallel (each takes --batch-size items per step, so a
+    /// step's global batch is N times larger). A count: GPUs 0..N on cuda (discrete GPUs on
+    /// wgpu); flex and ndarray have one device. On wgpu also a list of default, cpu,
+    /// discrete:I, integrated:I, virtual:I ("default,cpu": two devices on one adapter, e.g.
+    /// lavapipe). The model is created on the first.
+    #[arg(long, default_value = "1")]
+    devices: String,
+    /// How several devices train: host (burn-mixed's strategy, every backend: gradients
+    /// averaged through the host, one optimizer step on the first device), multi or
+    /// multi-sharded (burn-train's MultiDevice with OptimMainDevice / OptimSharded: gradients
+    /// summed; not on wgpu in Burn 0.21).
+    #[arg(long, value_enum, default_value_t = StrategyKind::Host)]
+    strategy: StrategyKind,
     /// Allow 16-mixed <-> bf16-mixed (and 16-true <-> bf16-true) when the backend lacks the
     /// requested half type.
     #[arg(long)]
@@ -214,13 +231,13 @@ fn default_backend() -> BackendKind {
 fn dispatch(backend: BackendKind, args: &Args, renderer: RendererKind) -> Result<(), Failure> {
     match backend {
         #[cfg(feature = "flex")]
-        BackendKind::Flex => run::<burn::backend::Flex>(Default::default(), backend, args, renderer),
+        BackendKind::Flex => run::<burn::backend::Flex>(backend, args, renderer),
         #[cfg(feature = "ndarray")]
-        BackendKind::NdArray => run::<burn::backend::NdArray>(Default::default(), backend, args, renderer),
+        BackendKind::NdArray => run::<burn::backend::NdArray>(backend, args, renderer),
         #[cfg(feature = "wgpu")]
-        BackendKind::Wgpu => run::<burn::backend::Wgpu>(Default::default(), backend, args, renderer),
+        BackendKind::Wgpu => run::<burn::backend::Wgpu>(backend, args, renderer),
         #[cfg(feature = "cuda")]
-        BackendKind::Cuda => run::<burn::backend::Cuda>(Default::default(), backend, args, renderer),
+        BackendKind::Cuda => run::<burn::backend::Cuda>(backend, args, renderer),
         #[allow(unreachable_patterns)]
         other => Err(Failure::usage(parse_backend(other.name()).err().unwrap_or_default())),
     }
@@ -229,20 +246,24 @@ fn dispatch(backend: BackendKind, args: &Args, renderer: RendererKind) -> Result
 type Train<X> = Mixed<Autodiff<X>>;
 
 /// One training run, or a comparison of several.
-fn run<X: Backend>(device: X::Device, backend: BackendKind, args: &Args, renderer: RendererKind) -> Result<(), Failure> {
+fn run<X: DeviceList>(backend: BackendKind, args: &Args, renderer: RendererKind) -> Result<(), Failure> {
     for (flag, value) in [("--batch-size", args.batch_size), ("--epochs", args.epochs), ("--steps", args.steps.unwrap_or(1))] {
         if value == 0 {
             return Err(Failure::usage(format!("{flag} must be at least 1")));
         }
     }
+    let devices = X::parse_devices(&args.devices).map_err(Failure::usage)?;
     if !backend.is_host() {
-        adapter::check::<X>(backend.name(), &device).map_err(Failure::usage)?;
+        for device in &devices {
+            adapter::check::<X>(backend.name(), device).map_err(Failure::usage)?;
+        }
     }
+    let device = devices[0].clone();
     let temp = |what: &str| std::env::temp_dir().join(format!("burn-mixed-{what}-{}-{}", backend.name(), std::process::id()));
     let Some(list) = &args.compare else {
         let precision = Precision::resolve(args.precision).map_err(Failure::usage)?;
         let dir = args.artifacts.clone().unwrap_or_else(|| temp(&format!("train-{precision}")));
-        train::<X>(&device, backend, precision, args, renderer, &dir)?.print();
+        train::<X>(&devices, backend, precision, args, renderer, &dir)?.print();
         return Ok(());
     };
     let supported = |p: Precision| {
@@ -256,12 +277,12 @@ fn run<X: Backend>(device: X::Device, backend: BackendKind, args: &Args, rendere
     let warm_up = Args { steps: Some(2), epochs: 1, ..args.clone() };
     eprintln!("== warm-up: 2 steps of {}, not reported", plan[0]);
     let warm_dir = dir.join("warm-up");
-    train::<X>(&device, backend, plan[0], &warm_up, RendererKind::Quiet, &warm_dir)?;
+    train::<X>(&devices, backend, plan[0], &warm_up, RendererKind::Quiet, &warm_dir)?;
     let _ = std::fs::remove_dir_all(&warm_dir);
     let mut runs = Vec::new();
     for (i, precision) in plan.iter().enumerate() {
         eprintln!("== {precision} ({} of {})", i + 1, plan.len());
-        runs.push(train::<X>(&device, backend, *precision, args, renderer, &dir.join(precision.as_str()))?);
+        runs.push(train::<X>(&devices, backend, *precision, args, renderer, &dir.join(precision.as_str()))?);
     }
     let title = format!("{} on {}, seed {}: training loss per step", args.model.name(), backend.name(), args.seed);
     compare::report(&runs, &dir, &title).map_err(Failure::io)
@@ -280,8 +301,8 @@ impl<B: Backend> OutputBackend for ClassificationOutput<B> {
 type MetricBackend<B> = <<ClassificationOutput<B> as ItemLazy>::ItemSync as OutputBackend>::Backend;
 
 /// Trains `args.model` under `requested` and saves it into `dir`.
-fn train<X: Backend>(
-    device: &X::Device,
+fn train<X: DeviceList>(
+    devices: &[X::Device],
     backend: BackendKind,
     requested: Precision,
     args: &Args,
@@ -289,9 +310,11 @@ fn train<X: Backend>(
     dir: &Path,
 ) -> Result<Outcome, Failure> {
     let start = Instant::now();
+    let device = &devices[0];
+    let replicas = devices.len();
 
     // The data is plain Rust (no tensors until the loaders batch it, after setup).
-    let task = args.model.task(args.seed, args.steps.map(|steps| steps * args.batch_size));
+    let task = args.model.task(args.seed, args.steps.map(|steps| steps * args.batch_size * replicas));
     let spec = args.model.spec();
     let (train_set, valid) = (task.train_dataset().map_err(Failure::io)?, task.valid().map_err(Failure::io)?);
     let (train_items, valid_items) = (train_set.len(), valid.len());
@@ -305,12 +328,15 @@ fn train<X: Backend>(
     Train::<X>::seed(device, args.seed);
     let model = spec.init::<Train<X>>(device);
     let mp = MixedPrecision::new(requested).with_fallback(args.allow_fallback);
+    // Several devices: the list and the precision on each are checked before anything trains.
+    let plan = devices::plan::<X>(devices.to_vec(), &mp, args.strategy).map_err(Failure::usage)?;
     let Prepared { model, optimizer, precision, scaler } = mp
         .setup::<Train<X>, _, _>(device, model, AdamConfig::new().with_epsilon(adam_epsilon as f32).init())
         .map_err(Failure::usage)?;
     // After a fallback `precision` differs from `requested`; the model converts for the
     // precision actually in force.
     let model = model.map_module(|m| m.with_precision(MixedPrecision::new(precision)));
+    plan.check_model(&model).map_err(Failure::usage)?;
 
     std::fs::create_dir_all(dir).map_err(|e| Failure::io(format!("cannot create {}: {e}", dir.display())))?;
     let train_loader = DataLoaderBuilder::new(TaskBatcher)
@@ -329,17 +355,23 @@ fn train<X: Backend>(
         .num_epochs(epochs)
         .with_application_logger(None);
     let recorder = Recorder::new(renderer, values.clone(), training.interrupter());
-    let mut training = training.renderer(recorder);
+    let strategy = devices::strategy::<X, _, _>(&plan, &optimizer, args.strategy);
+    let mut training = training.renderer(recorder).with_training_strategy(strategy);
     if let Some(scaler) = &scaler {
         training = training
             .metric_train_numeric(ScalerMetric::loss_scale(scaler))
             .metric_train_numeric(ScalerMetric::skipped_steps(scaler));
     }
-    let steps = epochs * train_items.div_ceil(args.batch_size);
+    // Each device takes a contiguous share of the training set; the epoch ends with the
+    // shortest share.
+    let steps = epochs * (train_items / replicas).div_ceil(args.batch_size);
+    let on = match replicas {
+        1 => Train::<X>::name(device),
+        n => format!("{n} devices ({:?}, strategy {:?})", devices, args.strategy),
+    };
     eprintln!(
-        "training the {} in {precision} on {} for {epochs} epoch(s), {steps} steps; artifacts in {}",
+        "training the {} in {precision} on {on} for {epochs} epoch(s), {steps} steps; artifacts in {}",
         args.model.name(),
-        Train::<X>::name(device),
         dir.display()
     );
     // Peak memory is that of training (steps and validation passes): above what is live
@@ -355,6 +387,7 @@ fn train<X: Backend>(
         .map_err(|e| Failure::io(e.to_string()))?
         .map_err(Failure::io)?;
     let param_dtype = format!("{:?}", trained.module().first_weight().dtype()).to_lowercase();
+    let losses = values.losses(replicas);
 
     let saved = SavedConfig { precision, backend: backend.name().into(), data: task, model: spec };
     artifacts::save(dir, trained.into_module(), &saved).map_err(Failure::io)?;
@@ -367,21 +400,22 @@ fn train<X: Backend>(
         model: args.model.name(),
         epochs,
         steps,
+        devices: replicas,
         batch_size: args.batch_size,
         train_items,
         seed: args.seed,
         lr,
         adam_epsilon,
-        final_loss: values.train("Loss"),
+        final_loss: if replicas == 1 { values.train("Loss") } else { losses.last().copied() },
         valid_accuracy,
         valid_items,
         param_dtype,
         skipped_steps: scaler.as_ref().map_or(0, |s| s.skipped_steps()),
         loss_scale: scaler.as_ref().map(|s| s.scale()),
         wall_s: start.elapsed().as_secs_f64(),
-        step_s: values.step_seconds(),
+        step_s: values.step_seconds(replicas),
         peak_bytes: backend.is_host().then_some(peak_bytes),
         artifacts: dir.to_path_buf(),
-        losses: values.losses(),
+        losses,
     })
 }

@@ -18,6 +18,8 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{DType, FloatDType};
 use burn::train::{InferenceStep, Learner, RegressionOutput, SupervisedTraining, TrainOutput, TrainStep};
 use burn_mixed::autocast::{AutocastState, autocast_state};
+use burn::train::MultiDeviceOptim;
+use burn_mixed::data_parallel::DataParallel;
 use burn_mixed::{MixedPrecision, Precision};
 use common::{Train, data};
 
@@ -118,6 +120,12 @@ fn items(count: usize, seed: u64) -> Vec<Item> {
 /// Trains one epoch of 4 training and 2 validation batches under `precision`; returns what
 /// the steps saw and the final weight.
 fn train(precision: Precision) -> (Vec<Seen>, Vec<f32>) {
+    train_with(precision, None)
+}
+
+/// [`train`], under burn-train's `MultiDevice` strategy with `optim` when given (built by
+/// `DataParallel::multi_device` on Flex's one device).
+fn train_with(precision: Precision, multi: Option<MultiDeviceOptim>) -> (Vec<Seen>, Vec<f32>) {
     let device = Default::default();
     let log = Log::default();
     let linear = Linear {
@@ -130,10 +138,14 @@ fn train(precision: Precision) -> (Vec<Seen>, Vec<f32>) {
         .expect("flex runs every precision");
     let train_loader = DataLoaderBuilder::new(ItemBatcher).batch_size(8).build(InMemDataset::new(items(32, 1)));
     let valid_loader = DataLoaderBuilder::new(ItemBatcher).batch_size(8).build(InMemDataset::new(items(16, 2)));
-    let dir = std::env::temp_dir().join(format!("burn-mixed-learner-{precision}-{}", std::process::id()));
-    let trained = SupervisedTraining::new(&dir, train_loader, valid_loader)
-        .num_epochs(1)
-        .with_application_logger(None)
+    let dir = std::env::temp_dir().join(format!("burn-mixed-learner-{precision}-{multi:?}-{}", std::process::id()));
+    let mut training =
+        SupervisedTraining::new(&dir, train_loader, valid_loader).num_epochs(1).with_application_logger(None);
+    if let Some(optim) = multi {
+        let plan = DataParallel::<Train>::new(vec![device]).expect("one device");
+        training = training.with_training_strategy(plan.multi_device(&prepared.optimizer, optim).into());
+    }
+    let trained = training
         .launch(Learner::new(prepared.model, prepared.optimizer, 0.05))
         .model;
     let _ = std::fs::remove_dir_all(&dir);
@@ -172,4 +184,22 @@ fn supervised_training_runs_steps_and_validation_under_the_precision() {
     let (after, after_weight) = train(Precision::True32);
     assert_eq!(after, reference);
     assert_eq!(after_weight, f32_weight, "a 32-true run after them is bit-identical");
+}
+
+/// burn-train's `MultiDevice` strategy (its worker threads, the gradients moved to the main
+/// device, and under `OptimSharded` the optimizer's `step_multi`) with the prepared model
+/// and optimizer, on Flex's one device: the same steps, scales and weights, bit for bit, as
+/// the default single-device strategy (16-mixed overflows and backs off on this model).
+#[test]
+fn burn_train_multi_device_strategies_run_the_prepared_model_and_optimizer() {
+    let (reference, weight) = train(Precision::Mixed16);
+    for optim in [MultiDeviceOptim::OptimMainDevice, MultiDeviceOptim::OptimSharded] {
+        let (seen, multi_weight) = train_with(Precision::Mixed16, Some(optim));
+        assert_eq!(seen, reference, "{optim:?}: every step saw the same precision, dtype and scale");
+        assert_eq!(
+            multi_weight.iter().map(|w| w.to_bits()).collect::<Vec<_>>(),
+            weight.iter().map(|w| w.to_bits()).collect::<Vec<_>>(),
+            "{optim:?}"
+        );
+    }
 }

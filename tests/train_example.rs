@@ -250,3 +250,38 @@ fn a_missing_wgpu_adapter_is_an_error_and_infer_falls_back() {
     assert!(inferred.stdout().contains("no usable Wgpu adapter"), "{}", inferred.describe());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_trains_data_parallel_on_two_devices_and_bad_device_lists_are_refused() {
+    // Two devices on one lavapipe adapter, burn-mixed's host-staged strategy, 16-mixed.
+    let (run, dir) = train("wgpu-devices", "wgpu", &["--model", "mlp", "--devices", "default,cpu", "--precision", "16-mixed"], None);
+    let json = run.json();
+    assert_eq!((&json["devices"], &json["steps"], &json["batch_size"]), (&2.into(), &30.into(), &64.into()), "{json}");
+    // --steps counts optimizer steps: each device takes its own batch of 64 per step.
+    assert_eq!(json["train_items"], 30 * 64 * 2, "{json}");
+    assert!(json["loss_scale"].as_f64().is_some_and(|s| s > 0.0), "{json}");
+    let loss = number(&json, "final_loss");
+    assert!(loss.is_finite() && loss > 0.0, "{json}");
+    assert!(run.stderr().contains("2 devices"), "{}", run.describe());
+    let _ = std::fs::remove_dir_all(dir);
+
+    // Refused before training, with exit code 2 and the reason.
+    #[rustfmt::skip]
+    let refused: [(&str, &[&str], &[&str]); 5] = [
+        ("wgpu", &["--devices", "cpu,cpu"], &["Cpu appears twice"]),
+        ("wgpu", &["--devices", "default,gpu"], &["\"gpu\"", "default, cpu, discrete:I"]),
+        ("wgpu", &["--devices", "0"], &["--devices 0", "valid"]),
+        ("wgpu", &["--devices", "default,cpu", "--strategy", "multi"], &["MultiDevice", "to_device", "--strategy host"]),
+        ("flex", &["--devices", "2"], &["flex has one device"]),
+    ];
+    for (backend, args, needles) in refused {
+        let (run, dir) = train("wgpu-devices-bad", backend, args, None);
+        assert_eq!(run.code(), Some(2), "{}", run.describe());
+        for needle in needles {
+            assert!(run.stderr().contains(needle), "{needle:?} missing:\n{}", run.describe());
+        }
+        assert!(!run.stderr().contains("panicked"), "{}", run.describe());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

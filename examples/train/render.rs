@@ -75,17 +75,22 @@ impl MetricValues {
     }
 
     /// The training loss of every step, in order.
-    pub fn losses(&self) -> Vec<f64> {
-        self.lock().losses.iter().map(|(_, loss)| *loss).collect()
+    pub fn losses(&self, items_per_step: usize) -> Vec<f64> {
+        // Data-parallel strategies report each device's loss on its share of the step's
+        // batch (equal shares): their mean is the loss over the global batch.
+        let values = self.lock();
+        values.losses.chunks(items_per_step.max(1)).map(|c| c.iter().map(|(_, l)| l).sum::<f64>() / c.len() as f64).collect()
     }
 
     /// The median time between two consecutive training steps' losses: a step's forward,
     /// backward and optimizer update plus burn-train's own work, as a user waits for it.
     /// The median leaves out the validation passes between epochs and the first steps'
-    /// warm-up. `None` with fewer than two steps.
-    pub fn step_seconds(&self) -> Option<f64> {
+    /// warm-up. `None` with fewer than two steps. Data-parallel strategies report one item
+    /// per device per step, so a step spans `items_per_step` items.
+    pub fn step_seconds(&self, items_per_step: usize) -> Option<f64> {
         let values = self.lock();
-        let mut gaps: Vec<f64> = values.losses.windows(2).map(|w| (w[1].0 - w[0].0).as_secs_f64()).collect();
+        let n = items_per_step.max(1);
+        let mut gaps: Vec<f64> = values.losses.windows(n + 1).map(|w| (w[n].0 - w[0].0).as_secs_f64()).collect();
         if gaps.is_empty() {
             return None;
         }

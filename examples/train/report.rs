@@ -20,6 +20,8 @@ pub struct Outcome {
     pub model: &'static str,
     pub epochs: usize,
     pub steps: usize,
+    /// Devices that trained data-parallel (each on `batch_size` items per step).
+    pub devices: usize,
     pub batch_size: usize,
     pub train_items: usize,
     pub seed: u64,
@@ -64,8 +66,9 @@ impl Outcome {
         println!("precision       {}{fallback}", self.precision);
         println!("backend         {} ({})", self.backend, self.backend_type);
         println!("model           {}, parameters {}", self.model, self.param_dtype);
+        let per_device = if self.devices > 1 { format!(" per device x {} devices", self.devices) } else { String::new() };
         println!(
-            "epochs / steps  {} / {} (batch {}, {} training items)",
+            "epochs / steps  {} / {} (batch {}{per_device}, {} training items)",
             self.epochs, self.steps, self.batch_size, self.train_items
         );
         println!("optimizer       Adam, lr {}, epsilon {:e}", self.lr, self.adam_epsilon);

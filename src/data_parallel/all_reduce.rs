@@ -87,16 +87,42 @@ pub fn all_reduce<B: AutodiffBackend, M: AutodiffModule<B>>(
     op: ReduceOp,
     comm: CommDtype,
 ) -> (Vec<GradientsParams>, AllReduceReport) {
+    reduce(module, grads, devices, op, comm, true)
+}
+
+/// [`all_reduce`] without the way back: the combined gradients on the first device only
+/// (for a single optimizer stepping there, as [`HostDataParallel`](super::HostDataParallel)
+/// runs it). The same bits as `all_reduce`'s first device.
+pub fn reduce_to_first<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: Vec<GradientsParams>,
+    devices: &[B::Device],
+    op: ReduceOp,
+    comm: CommDtype,
+) -> (GradientsParams, AllReduceReport) {
+    let (mut out, report) = reduce(module, grads, devices, op, comm, false);
+    (out.swap_remove(0), report)
+}
+
+fn reduce<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: Vec<GradientsParams>,
+    devices: &[B::Device],
+    op: ReduceOp,
+    comm: CommDtype,
+    broadcast: bool,
+) -> (Vec<GradientsParams>, AllReduceReport) {
     assert!(
         !devices.is_empty() && grads.len() == devices.len(),
         "all_reduce: {} gradient sets for {} devices; pass one per device",
         grads.len(),
         devices.len()
     );
+    let receivers = if broadcast { devices.len() } else { 1 };
     no_autocast(|| {
         let mut visitor = Reduce::<B> {
             devices,
-            out: devices.iter().map(|_| GradientsParams::new()).collect(),
+            out: (0..receivers).map(|_| GradientsParams::new()).collect(),
             grads,
             op,
             comm,
@@ -158,7 +184,8 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Reduce<'_, B> {
             Some(half) => sum.cast(half),
             None => sum,
         };
-        for i in 0..self.devices.len() {
+        // Every device under `all_reduce`; the first only under `reduce_to_first`.
+        for i in 0..self.out.len() {
             let device = self.devices[i].clone();
             let local = if i == 0 { result.clone() } else { self.send(result.clone(), &device) };
             self.out[i].register::<B::InnerBackend, D>(param.id, local.cast(dtype));

@@ -19,20 +19,24 @@
 //! hand-written data-parallel loops, optionally moving the gradients in half precision.
 
 pub mod all_reduce;
+mod strategy;
 
 use core::fmt;
 
-use burn::module::{AutodiffModule, ModuleMapper, Param};
+use std::sync::Arc;
+
+use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
 use burn::prelude::DeviceOps;
 use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::train::{ExecutionStrategy, MultiDeviceOptim};
+use burn::train::{ExecutionStrategy, LearningComponentsTypes, MultiDeviceOptim, TrainingStrategy};
 
 use crate::precision::Precision;
 use crate::scaler::{GradScaler, PrecisionOptimizer};
 use crate::setup::MixedPrecision;
 
-pub use all_reduce::{AllReduceReport, CommDtype, ReduceOp, all_reduce};
+pub use all_reduce::{AllReduceReport, CommDtype, ReduceOp, all_reduce, reduce_to_first};
+pub use strategy::HostDataParallel;
 
 /// Reads `tensor` to the host and returns a function that uploads it to a device (in the
 /// same dtype), with the number of bytes read. Burn 0.21's `to_device` between two
@@ -88,6 +92,9 @@ pub enum DataParallelError {
     ScalerMismatch { replica: usize, has_scaler: bool, first_has_scaler: bool },
     /// A number of optimizers that is not one per device.
     ReplicaCount { optimizers: usize, devices: usize },
+    /// The model's parameters are not (all) on the first device, where
+    /// [`HostDataParallel`] keeps the model and steps the optimizer.
+    ModelDevice { model: Vec<String>, first: String },
 }
 
 impl fmt::Display for DataParallelError {
@@ -124,6 +131,12 @@ impl fmt::Display for DataParallelError {
             Self::ReplicaCount { optimizers, devices } => write!(
                 f,
                 "{optimizers} optimizers for {devices} devices; a data-parallel loop steps one optimizer per device"
+            ),
+            Self::ModelDevice { model, first } => write!(
+                f,
+                "the model's parameters are on {}, but the first device of the list is {first}; create the model on \
+                 the first device (moving it between Wgpu devices is not possible in Burn 0.21)",
+                model.join(", ")
             ),
         }
     }
@@ -193,6 +206,34 @@ impl<B: Backend> DataParallel<B> {
             }
         }
         Ok(first)
+    }
+
+    /// Checks that `model` lives on the first device, where [`HostDataParallel`] keeps it.
+    pub fn check_model<M: Module<B>>(&self, model: &M) -> Result<(), DataParallelError> {
+        let on = model.devices();
+        if on.iter().all(|d| d.to_id() == self.devices[0].to_id()) {
+            return Ok(());
+        }
+        Err(DataParallelError::ModelDevice {
+            model: on.iter().map(|d| format!("{d:?}")).collect(),
+            first: format!("{:?}", self.devices[0]),
+        })
+    }
+
+    /// burn-mixed's own data-parallel strategy for burn-train ([`HostDataParallel`]): runs
+    /// wherever the backend has several devices, Wgpu included, with one optimizer step per
+    /// iteration on the first device (so the scaler counts one report per update).
+    /// `op` combines the devices' gradients (`Mean`: the gradient of the mean loss over the
+    /// global batch; burn-train's `MultiDevice` sums); `comm` is the dtype they move in.
+    pub fn host_staged<LC, O>(&self, optimizer: &PrecisionOptimizer<O>, op: ReduceOp, comm: CommDtype) -> TrainingStrategy<LC>
+    where
+        B: AutodiffBackend,
+        LC: LearningComponentsTypes<Backend = B> + 'static,
+    {
+        if let Some(scaler) = optimizer.scaler() {
+            scaler.set_replicas(1, None);
+        }
+        TrainingStrategy::Custom(Arc::new(HostDataParallel::<LC>::new(self.devices.clone(), op, comm)))
     }
 
     /// burn-train's `MultiDevice` strategy for a prepared optimizer: one optimizer step
