@@ -1,7 +1,7 @@
-//! The host fast path's 2-d convolutions on Flex: f16 within one rounding of an f64
-//! reference (Flex's own f16 convolution accumulates in f16), forward and backward, in both
-//! autodiff layerings; bf16 convolutions left to Flex by design (see
-//! `src/kernels/flex_conv.rs`), their bias gradients summed in f32 here.
+//! The host fast path's 2-d convolutions on Flex, f16 and bf16: within one rounding of an
+//! f64 reference (Flex's own f16 convolution accumulates in f16), forward and backward, in
+//! both autodiff layerings, on one slice of the batch and on several (the fast path widens
+//! a few samples at a time, see `src/kernels/flex_conv.rs`).
 
 #![cfg(feature = "flex")]
 
@@ -18,6 +18,9 @@ use kernels_support::*;
 
 /// `[batch, in, h, w]` input, `[out, in / groups, kh, kw]` weight.
 const X: [usize; 4] = [2, 4, 9, 7];
+/// An input of 3 slices (18 + 18 + 4 samples of 3600 elements: the fast path widens 2^16
+/// input elements at a time).
+const X_SLICED: [usize; 4] = [40, 4, 30, 30];
 const W: [usize; 4] = [6, 2, 3, 3];
 
 fn options() -> ConvOptions<2> {
@@ -25,8 +28,8 @@ fn options() -> ConvOptions<2> {
 }
 
 /// The convolution in f64, for the options above.
-fn reference(x: &[f64], w: &[f64], bias: &[f64], o: &ConvOptions<2>) -> (Vec<f64>, [usize; 4]) {
-    let [n, c, h, wd] = X;
+fn reference(x: &[f64], w: &[f64], bias: &[f64], o: &ConvOptions<2>, xs: [usize; 4]) -> (Vec<f64>, [usize; 4]) {
+    let [n, c, h, wd] = xs;
     let [oc, cg, kh, kw] = W;
     let out_h = (h + 2 * o.padding[0] - o.dilation[0] * (kh - 1) - 1) / o.stride[0] + 1;
     let out_w = (wd + 2 * o.padding[1] - o.dilation[1] * (kw - 1) - 1) / o.stride[1] + 1;
@@ -47,84 +50,83 @@ fn reference(x: &[f64], w: &[f64], bias: &[f64], o: &ConvOptions<2>) -> (Vec<f64
     (out, [n, oc, out_h, out_w])
 }
 
-fn inputs(dtype: FloatDType) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    (values(X.iter().product(), 500, dtype), values(W.iter().product(), 501, dtype), values(W[0], 502, dtype))
+fn inputs(dtype: FloatDType, xs: [usize; 4]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    (values(xs.iter().product(), 500, dtype), values(W.iter().product(), 501, dtype), values(W[0], 502, dtype))
 }
 
 #[test]
 fn forward_against_f64_and_flex() {
     let device = Default::default();
-    for dtype in HALVES {
-        let (x, w, b) = inputs(dtype);
+    for (dtype, xs) in HALVES.into_iter().flat_map(|d| [(d, X), (d, X_SLICED)]) {
+        let (x, w, b) = inputs(dtype, xs);
         reset_host_kernel_calls();
-        let fast = conv2d(tensor::<M, 4>(&x, X, dtype, &device), tensor(&w, W, dtype, &device), Some(tensor(&b, [W[0]], dtype, &device)), options());
-        let taken = usize::from(dtype == FloatDType::F16);
-        assert_eq!(host_kernel_calls().conv2d as usize, taken, "{dtype:?}: f16 takes the kernel, bf16 stays on Flex");
+        let fast = conv2d(tensor::<M, 4>(&x, xs, dtype, &device), tensor(&w, W, dtype, &device), Some(tensor(&b, [W[0]], dtype, &device)), options());
+        assert_eq!(host_kernel_calls().conv2d, 1, "{dtype:?} {xs:?}: the kernel runs");
         assert_eq!(fast.dtype(), DType::from(dtype));
-        let (want, shape) = reference(&x, &w, &b, &options());
+        let (want, shape) = reference(&x, &w, &b, &options(), xs);
         assert_eq!(fast.dims(), shape);
-        assert_one_rounding("conv2d", &read(fast.clone()), &want, dtype);
-        let flex = conv2d(tensor::<Flex, 4>(&x, X, dtype, &device), tensor(&w, W, dtype, &device), Some(tensor(&b, [W[0]], dtype, &device)), options());
-        if dtype == FloatDType::BF16 {
-            assert_same_bits("bf16 conv2d", fast.into_data(), flex.into_data(), &[]);
-        } else {
-            // Flex accumulates f16 convolutions in f16.
-            let flex_units = rounding_units(&read(flex), &want, dtype).0;
-            println!("Flex's own f16 conv2d: {flex_units:.2} roundings (rms)");
-        }
+        assert_one_rounding(&format!("{dtype:?} conv2d {xs:?}"), &read(fast.clone()), &want, dtype);
+        let flex = conv2d(tensor::<Flex, 4>(&x, xs, dtype, &device), tensor(&w, W, dtype, &device), Some(tensor(&b, [W[0]], dtype, &device)), options());
+        // Flex accumulates f16 convolutions in f16; its bf16 convolution widens whole
+        // operands (one element at a time) for its f32 one.
+        let flex_units = rounding_units(&read(flex), &want, dtype).0;
+        println!("Flex's own {dtype:?} conv2d {xs:?}: {flex_units:.2} roundings (rms)");
     }
 }
 
 /// The gradients of `sum(conv2d(x, w, b) * g)` for x, w and b, inputs and `g` drawn in
 /// `dtype` and computed in `compute`.
-fn grads_in<A: AutodiffBackend>(dtype: FloatDType, compute: FloatDType) -> [TensorData; 3] {
+fn grads_in<A: AutodiffBackend>(dtype: FloatDType, compute: FloatDType, xs: [usize; 4]) -> [TensorData; 3] {
     let device = Default::default();
-    let (x, w, b) = inputs(dtype);
-    let (x, w, b) = (tensor::<A, 4>(&x, X, compute, &device).require_grad(), tensor::<A, 4>(&w, W, compute, &device).require_grad(), tensor::<A, 1>(&b, [W[0]], compute, &device).require_grad());
+    let (x, w, b) = inputs(dtype, xs);
+    let (x, w, b) = (tensor::<A, 4>(&x, xs, compute, &device).require_grad(), tensor::<A, 4>(&w, W, compute, &device).require_grad(), tensor::<A, 1>(&b, [W[0]], compute, &device).require_grad());
     let y = conv2d(x.clone(), w.clone(), Some(b.clone()), options());
     let g = tensor::<A, 4>(&values(y.shape().num_elements(), 503, dtype), y.dims(), FloatDType::F32, &device);
     let grads = (y.cast(FloatDType::F32) * g).sum().backward();
     [x.grad(&grads).expect("x").into_data(), w.grad(&grads).expect("w").into_data(), b.grad(&grads).expect("b").into_data()]
 }
 
-fn grads<A: AutodiffBackend>(dtype: FloatDType) -> [TensorData; 3] {
-    grads_in::<A>(dtype, dtype)
+fn grads<A: AutodiffBackend>(dtype: FloatDType, xs: [usize; 4]) -> [TensorData; 3] {
+    grads_in::<A>(dtype, dtype, xs)
 }
 
 #[test]
 fn gradients_in_both_layerings() {
-    for dtype in HALVES {
-        let want_calls = if dtype == FloatDType::F16 { (1, 2, 1) } else { (0, 0, 1) };
+    for (dtype, xs) in HALVES.into_iter().flat_map(|d| [(d, X), (d, X_SLICED)]) {
+        let context = format!("{dtype:?} {xs:?}");
         reset_host_kernel_calls();
-        let fast = grads::<Mixed<Autodiff<Flex>>>(dtype);
+        let fast = grads::<Mixed<Autodiff<Flex>>>(dtype, xs);
         let calls = host_kernel_calls();
-        assert_eq!((calls.conv2d, calls.conv2d_backward, calls.sum_to_last), want_calls, "{dtype:?}: Mixed<Autodiff<Flex>>");
+        assert_eq!((calls.conv2d, calls.conv2d_backward, calls.sum_to_last), (1, 2, 1), "{context}: Mixed<Autodiff<Flex>>");
         reset_host_kernel_calls();
-        let layered = grads::<Autodiff<Mixed<Flex>>>(dtype);
+        let layered = grads::<Autodiff<Mixed<Flex>>>(dtype, xs);
         let calls = host_kernel_calls();
-        assert_eq!((calls.conv2d, calls.conv2d_backward, calls.sum_to_last), want_calls, "{dtype:?}: Autodiff<Mixed<Flex>>");
+        assert_eq!((calls.conv2d, calls.conv2d_backward, calls.sum_to_last), (1, 2, 1), "{context}: Autodiff<Mixed<Flex>>");
         for (name, (a, b)) in ["x", "weight", "bias"].iter().zip(fast.iter().zip(&layered)) {
-            assert_same_bits(&format!("{dtype:?} {name} gradient: both layerings"), a.clone(), b.clone(), &[]);
+            assert_same_bits(&format!("{context} {name} gradient: both layerings"), a.clone(), b.clone(), &[]);
         }
-        if dtype == FloatDType::F16 {
-            // Against the same gradients in f32 (inputs already f16 values; f32's own
-            // accumulation error is 2^13 times smaller than an f16 rounding).
-            let exact = grads_in::<Autodiff<Flex>>(dtype, FloatDType::F32);
-            let values = |d: &TensorData| -> Vec<f64> { d.clone().convert::<f32>().to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect() };
-            assert_one_rounding("f16 x gradient", &values(&fast[0]), &values(&exact[0]), dtype);
-            assert_one_rounding("f16 weight gradient", &values(&fast[1]), &values(&exact[1]), dtype);
-        } else {
-            let flex = grads::<Autodiff<Flex>>(dtype);
-            assert_same_bits("bf16 x gradient", fast[0].clone(), flex[0].clone(), &[]);
-            assert_same_bits("bf16 weight gradient", fast[1].clone(), flex[1].clone(), &[]);
-        }
+        // Against the same gradients in f32 (inputs already half values; f32's own
+        // accumulation error is 2^13 times smaller than an f16 rounding, 2^16 than bf16's).
+        let exact = grads_in::<Autodiff<Flex>>(dtype, FloatDType::F32, xs);
+        let values = |d: &TensorData| -> Vec<f64> { d.clone().convert::<f32>().to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect() };
+        assert_one_rounding(&format!("{context} x gradient"), &values(&fast[0]), &values(&exact[0]), dtype);
+        assert_one_rounding(&format!("{context} weight gradient"), &values(&fast[1]), &values(&exact[1]), dtype);
         // The bias gradient is the per-channel sum of g.
-        let (y_len, per_channel) = { let (_, s) = reference(&inputs(dtype).0, &inputs(dtype).1, &inputs(dtype).2, &options()); (s.iter().product::<usize>(), s[2] * s[3]) };
-        let g = values(y_len, 503, dtype);
+        let (y_len, per_channel) = {
+            let (x, w, b) = inputs(dtype, xs);
+            let (_, s) = reference(&x, &w, &b, &options(), xs);
+            (s.iter().product::<usize>(), s[2] * s[3])
+        };
+        let g = values_of(y_len, dtype);
         let want: Vec<f64> = (0..W[0]).map(|k| g.iter().enumerate().filter(|(i, _)| (i / per_channel) % W[0] == k).map(|(_, v)| v).sum()).collect();
         let got: Vec<f64> = fast[2].clone().convert::<f32>().to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect();
         // Six sums: too few for an RMS figure, so each must be correctly rounded.
         let worst = rounding_units(&got, &want, dtype).1;
-        assert!(worst <= 0.5, "{dtype:?} bias gradient: {worst:.2} ulp from the exact sum");
+        assert!(worst <= 0.5, "{context} bias gradient: {worst:.2} ulp from the exact sum");
     }
+}
+
+/// The upstream gradient `grads_in` draws.
+fn values_of(len: usize, dtype: FloatDType) -> Vec<f64> {
+    values(len, 503, dtype)
 }

@@ -1,88 +1,186 @@
-//! 2-d convolutions of f16 Flex tensors: widened to f32 with the vectorized conversions,
-//! convolved by Flex's own f32 kernels (f32 accumulation, the bias added in f32), and
-//! rounded once. Flex's own f16 convolution accumulates in f16 on a scalar GEMM: 4-5x its
-//! f32 time, and one rounding per multiply-add.
+//! 2-d convolutions of f16 and bf16 Flex tensors: widened to f32 with the vectorized
+//! conversions, convolved by Flex's own f32 kernels (f32 accumulation, the bias added in
+//! f32), and rounded once. Flex's own f16 convolution accumulates in f16 on a scalar GEMM
+//! (4-5x its f32 time, one rounding per multiply-add); its bf16 convolution widens whole
+//! operands one element at a time and then runs the f32 one.
 //!
-//! bf16 convolutions are Flex's own, which already convolves bf16 this way (with scalar
-//! conversions); only their bias gradient is computed here.
-//! Measured in one run of `benches/step.rs` (the CNN row), taking bf16 here too made the
-//! step about 10% faster but raised its peak memory from 0.67 to 0.94 of f32's: Burn's
-//! weight-gradient composition transposes its operands and Flex's f32 convolution then
-//! copies the transposed f32 views, where on the bf16 path the copy is made in bf16 before
-//! widening. Memory is what mixed precision promises first, so bf16 keeps Flex's path.
+//! A few samples of the batch at a time: widening whole operands would put an f32 copy of
+//! the activations (and Flex's f32 unfolded input, which grows with the batch) at the
+//! step's peak, above what the half step saves. Each slice is widened, convolved and
+//! rounded into its place in the output; weight gradients are summed over the slices in
+//! f32 and rounded once.
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::tensor::ops::{ConvOptions, ModuleOps};
-use burn::tensor::{DType, Shape, bf16, f16};
+use burn::tensor::ops::{ConvOptions, FloatTensorOps, ModuleOps};
+use burn::tensor::{DType, Shape, Slice, bf16, f16};
 
 use super::gemm::{self, Half};
 use super::{Conv2dArgs, Conv2dGradArgs, count, elementwise};
+
+/// Input elements (of the widest operand per sample) widened at a time: a few samples of
+/// a small CNN, one of a large one.
+const SLICE_ELEMENTS: usize = 1 << 16;
+
+/// Samples per slice of a weight gradient, at least. Burn's weight-gradient composition
+/// convolves with the batch as input channels, and Flex takes its direct small-channel path
+/// at 4 input channels or fewer: slices of 4 samples made a small CNN's step 2x slower.
+const WEIGHT_GRAD_MIN_SAMPLES: usize = 8;
 
 /// Whether every tensor has `dtype`.
 fn all_of(tensors: &[&FlexTensor], dtype: DType) -> bool {
     tensors.iter().all(|t| t.dtype() == dtype)
 }
 
-/// An f16 tensor widened to a contiguous f32 tensor (exact).
-fn to_f32(t: &FlexTensor) -> FlexTensor {
-    let t = t.to_contiguous();
-    let mut out = FlexTensor::empty(t.layout().shape().clone(), DType::F32);
-    elementwise::widen(t.as_slice::<f16>().expect("contiguous f16"), out.storage_mut::<f32>());
+/// The half type all of `tensors` share, if it is f16 or bf16.
+fn half_dtype(tensors: &[&FlexTensor]) -> Option<DType> {
+    [DType::F16, DType::BF16].into_iter().find(|d| all_of(tensors, *d))
+}
+
+/// Samples per slice for operands of `per_sample` elements per sample.
+fn slice_len(batch: usize, per_sample: usize) -> usize {
+    (SLICE_ELEMENTS / per_sample.max(1)).clamp(1, batch.max(1))
+}
+
+/// Elements per sample of a `[batch, ...]` shape.
+fn per_sample(shape: &Shape) -> usize {
+    shape.num_elements().checked_div(shape[0]).unwrap_or(0)
+}
+
+/// Samples `range` of a contiguous `[batch, ...]` half tensor, widened to a new f32 tensor
+/// (exact).
+fn widen_samples<T: Half>(t: &FlexTensor, range: core::ops::Range<usize>) -> FlexTensor {
+    let mut dims = t.layout().shape().to_vec();
+    let per = per_sample(t.layout().shape());
+    dims[0] = range.len();
+    let values = &t.as_slice::<T>().expect("contiguous half")[range.start * per..range.end * per];
+    let mut out = FlexTensor::empty(Shape::from(dims), DType::F32);
+    elementwise::widen(values, out.storage_mut::<f32>());
     out
 }
 
-/// An f32 tensor rounded to f16, to nearest even.
-fn to_f16(t: &FlexTensor) -> FlexTensor {
+/// A whole tensor widened to a contiguous f32 tensor (exact).
+fn widen_all<T: Half>(t: &FlexTensor) -> FlexTensor {
+    let batch = t.layout().shape()[0];
+    widen_samples::<T>(&t.to_contiguous(), 0..batch)
+}
+
+/// An f32 tensor rounded to the half type `T`, to nearest even.
+fn narrow<T: Half>(t: &FlexTensor) -> FlexTensor {
     let t = t.to_contiguous();
-    let mut out = FlexTensor::empty(t.layout().shape().clone(), DType::F16);
-    elementwise::narrow(t.as_slice::<f32>().expect("contiguous f32"), out.storage_mut::<f16>());
+    let mut out = FlexTensor::empty(t.layout().shape().clone(), T::dtype());
+    elementwise::narrow(t.as_slice::<f32>().expect("contiguous f32"), out.storage_mut::<T>());
     out
+}
+
+/// Runs `op` on consecutive slices of the batch (`op` gets a sample range and returns that
+/// range's f32 result, `[samples, ...]`) and rounds each into its place in one half output.
+fn per_slice<T: Half>(batch: usize, slice: usize, mut op: impl FnMut(core::ops::Range<usize>) -> FlexTensor) -> FlexTensor {
+    let mut out: Option<FlexTensor> = None;
+    let mut start = 0;
+    while start < batch {
+        let range = start..(start + slice).min(batch);
+        let part = op(range.clone()).to_contiguous();
+        let part_shape = part.layout().shape().clone();
+        let per = per_sample(&part_shape);
+        let out = out.get_or_insert_with(|| {
+            let mut dims = part_shape.to_vec();
+            dims[0] = batch;
+            FlexTensor::empty(Shape::from(dims), T::dtype())
+        });
+        let target = &mut out.storage_mut::<T>()[range.start * per..range.end * per];
+        elementwise::narrow(part.as_slice::<f32>().expect("contiguous f32"), target);
+        start = range.end;
+    }
+    out.expect("a non-empty batch")
 }
 
 pub(super) fn conv2d(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>, options: ConvOptions<2>) -> Result<FlexTensor, Conv2dArgs<Flex>> {
     let operands: Vec<&FlexTensor> = [Some(&x), Some(&weight), bias.as_ref()].into_iter().flatten().collect();
-    if all_of(&operands, DType::BF16) {
-        // Flex's own bf16 convolution, taken here so that the autodiff node that records it
-        // is this module's: its input and weight gradients then decline to Flex's bf16 ops
-        // too, but its bias gradient is the f32 channel sum below, where Burn's default
-        // transposes the gradient and copies it element by element in bf16 (a tenth of a
-        // small CNN's step).
-        return Ok(<Flex as ModuleOps<Flex>>::conv2d(x, weight, bias, options));
-    }
-    if !all_of(&operands, DType::F16) {
+    let batch = x.layout().shape()[0];
+    let (Some(dtype), true) = (half_dtype(&operands), batch > 0) else {
         return Err((x, weight, bias, options));
+    };
+    fn run<T: Half>(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>, options: &ConvOptions<2>) -> FlexTensor {
+        let x = x.to_contiguous();
+        let (weight, bias) = (widen_all::<T>(weight), bias.map(widen_all::<T>));
+        let batch = x.layout().shape()[0];
+        per_slice::<T>(batch, slice_len(batch, per_sample(x.layout().shape())), |range| {
+            <Flex as ModuleOps<Flex>>::conv2d(widen_samples::<T>(&x, range), weight.clone(), bias.clone(), options.clone())
+        })
     }
-    let out = <Flex as ModuleOps<Flex>>::conv2d(to_f32(&x), to_f32(&weight), bias.as_ref().map(to_f32), options);
+    let out = match dtype {
+        DType::BF16 => run::<bf16>(&x, &weight, bias.as_ref(), &options),
+        _ => run::<f16>(&x, &weight, bias.as_ref(), &options),
+    };
     count(|c| &mut c.conv2d);
-    Ok(to_f16(&out))
+    Ok(out)
 }
 
-/// One of a convolution's input or weight gradients, computed by `f32_op` in f32.
-/// `widen_x`: whether the op reads the input's values (the weight gradient) or only its
-/// shape (the input gradient: Burn's composition reads `x.shape()` alone), which then saves
-/// an f32 copy of the activations at the step's peak.
-fn gradient(
-    args: Conv2dGradArgs<Flex>,
-    widen_x: bool,
-    f32_op: fn(FlexTensor, FlexTensor, FlexTensor, ConvOptions<2>) -> FlexTensor,
-) -> Result<FlexTensor, Conv2dGradArgs<Flex>> {
-    let (x, weight, grad, options) = args;
-    if !all_of(&[&x, &weight, &grad], DType::F16) {
-        return Err((x, weight, grad, options));
-    }
-    let x32 = if widen_x { to_f32(&x) } else { x };
-    let out = f32_op(x32, to_f32(&weight), to_f32(&grad), options);
-    count(|c| &mut c.conv2d_backward);
-    Ok(to_f16(&out))
+/// A view of samples `range` of `t` (no copy).
+fn samples(t: &FlexTensor, range: core::ops::Range<usize>) -> FlexTensor {
+    let dims = t.layout().shape().num_dims();
+    let mut slices = vec![Slice::new(range.start as isize, Some(range.end as isize), 1)];
+    slices.extend((1..dims).map(|_| Slice::full()));
+    <Flex as FloatTensorOps<Flex>>::float_slice(t.clone(), &slices)
 }
 
 pub(super) fn conv2d_x_backward(args: Conv2dGradArgs<Flex>) -> Result<FlexTensor, Conv2dGradArgs<Flex>> {
-    gradient(args, false, <Flex as ModuleOps<Flex>>::conv2d_x_backward)
+    let (x, weight, grad, options) = args;
+    let batch = x.layout().shape()[0];
+    let (Some(dtype), true) = (half_dtype(&[&x, &weight, &grad]), batch > 0) else {
+        return Err((x, weight, grad, options));
+    };
+    // Burn's composition reads only the input's shape: a view of each slice, never widened.
+    fn run<T: Half>(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
+        let (weight, grad) = (widen_all::<T>(weight), grad.to_contiguous());
+        let batch = x.layout().shape()[0];
+        let widest = per_sample(x.layout().shape()).max(per_sample(grad.layout().shape()));
+        per_slice::<T>(batch, slice_len(batch, widest), |range| {
+            let g = widen_samples::<T>(&grad, range.clone());
+            <Flex as ModuleOps<Flex>>::conv2d_x_backward(samples(x, range), weight.clone(), g, options.clone())
+        })
+    }
+    let out = match dtype {
+        DType::BF16 => run::<bf16>(&x, &weight, &grad, &options),
+        _ => run::<f16>(&x, &weight, &grad, &options),
+    };
+    count(|c| &mut c.conv2d_backward);
+    Ok(out)
 }
 
 pub(super) fn conv2d_weight_backward(args: Conv2dGradArgs<Flex>) -> Result<FlexTensor, Conv2dGradArgs<Flex>> {
-    gradient(args, true, <Flex as ModuleOps<Flex>>::conv2d_weight_backward)
+    let (x, weight, grad, options) = args;
+    let batch = x.layout().shape()[0];
+    let (Some(dtype), true) = (half_dtype(&[&x, &weight, &grad]), batch > 0) else {
+        return Err((x, weight, grad, options));
+    };
+    // The sum over the batch, slice by slice in f32, rounded once.
+    fn run<T: Half>(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<2>) -> FlexTensor {
+        let (x, grad, weight) = (x.to_contiguous(), grad.to_contiguous(), widen_all::<T>(weight));
+        let batch = x.layout().shape()[0];
+        let widest = per_sample(x.layout().shape()).max(per_sample(grad.layout().shape()));
+        let slice = slice_len(batch, widest).max(WEIGHT_GRAD_MIN_SAMPLES).min(batch);
+        let mut sum: Option<FlexTensor> = None;
+        let mut start = 0;
+        while start < batch {
+            let range = start..(start + slice).min(batch);
+            let (xs, gs) = (widen_samples::<T>(&x, range.clone()), widen_samples::<T>(&grad, range.clone()));
+            let part = <Flex as ModuleOps<Flex>>::conv2d_weight_backward(xs, weight.clone(), gs, options.clone());
+            sum = Some(match sum {
+                None => part,
+                Some(acc) => <Flex as FloatTensorOps<Flex>>::float_add(acc, part),
+            });
+            start = range.end;
+        }
+        narrow::<T>(&sum.expect("a non-empty batch"))
+    }
+    let out = match dtype {
+        DType::BF16 => run::<bf16>(&x, &weight, &grad, &options),
+        _ => run::<f16>(&x, &weight, &grad, &options),
+    };
+    count(|c| &mut c.conv2d_backward);
+    Ok(out)
 }
 
 /// The sum of a `[batch, channels, ...]` half gradient over all but the channels,
