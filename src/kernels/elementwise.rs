@@ -7,6 +7,12 @@
 //!
 //! Flex converts one element at a time (in software for f16, and bf16 casts through f64);
 //! these loops compute the same values, rounded to nearest even.
+//!
+//! Outputs are uninitialized buffers (`MaybeUninit`) that every kernel writes completely:
+//! zeroing a new output first cost as much as the op itself (relu on 2048 x 256 bf16:
+//! 0.090 ms with a zeroed output, 0.031 ms without, Flex's f32 relu 0.044 ms).
+
+use core::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
@@ -23,9 +29,9 @@ fn chunk_len(len: usize) -> usize {
 }
 
 fn blocks<'a, T: Send + 'a, U: Sync + 'a>(
-    out: &'a mut [T],
+    out: &'a mut [MaybeUninit<T>],
     inputs: &'a [&'a [U]],
-    f: impl Fn(&mut [T], &[&[U]], usize) + Sync + Send,
+    f: impl Fn(&mut [MaybeUninit<T>], &[&[U]], usize) + Sync + Send,
 ) {
     let chunk = chunk_len(out.len());
     out.par_chunks_mut(chunk).enumerate().for_each(|(i, out)| f(out, inputs, i * chunk));
@@ -43,69 +49,102 @@ pub(crate) fn map_bits_in_place<T: Half>(data: &mut [T], f: impl Fn(u16) -> u16 
 
 /// `out[i] = f(input[i])` on the raw 16-bit patterns (ops exact on the encoding, such as
 /// relu: no conversion at all).
-pub(crate) fn map_bits<T: Half>(input: &[T], out: &mut [T], f: impl Fn(u16) -> u16 + Sync + Send) {
+pub(crate) fn map_bits<T: Half>(input: &[T], out: &mut [MaybeUninit<T>], f: impl Fn(u16) -> u16 + Sync + Send) {
     let inputs = [input];
     blocks(out, &inputs, |out, inputs, start| {
         let input: &[u16] = bytemuck::cast_slice(&inputs[0][start..start + out.len()]);
-        let out: &mut [u16] = bytemuck::cast_slice_mut(out);
-        out.iter_mut().zip(input).for_each(|(o, x)| *o = f(*x));
+        out.iter_mut().zip(input).for_each(|(o, x)| {
+            o.write(bytemuck::cast(f(*x)));
+        });
     });
 }
 
 /// `out[i] = f(a[i], b[i])` on the raw 16-bit patterns.
-pub(crate) fn zip_bits<T: Half>(a: &[T], b: &[T], out: &mut [T], f: impl Fn(u16, u16) -> u16 + Sync + Send) {
+pub(crate) fn zip_bits<T: Half>(a: &[T], b: &[T], out: &mut [MaybeUninit<T>], f: impl Fn(u16, u16) -> u16 + Sync + Send) {
     let inputs = [a, b];
     blocks(out, &inputs, |out, inputs, start| {
         let a: &[u16] = bytemuck::cast_slice(&inputs[0][start..start + out.len()]);
         let b: &[u16] = bytemuck::cast_slice(&inputs[1][start..start + out.len()]);
-        let out: &mut [u16] = bytemuck::cast_slice_mut(out);
-        out.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (x, y))| *o = f(*x, *y));
+        out.iter_mut().zip(a.iter().zip(b)).for_each(|(o, (x, y))| {
+            o.write(bytemuck::cast(f(*x, *y)));
+        });
+    });
+}
+
+/// Elements converted at a time through a buffer on the stack (small enough for L1).
+const F32_BLOCK: usize = 256;
+
+/// `dst[i] = src[i]` into uninitialized memory.
+#[inline]
+fn write<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
+    dst.iter_mut().zip(src).for_each(|(d, s)| {
+        d.write(*s);
     });
 }
 
 /// `out[i] = widen(input[i])`.
-pub(crate) fn widen<T: Half>(input: &[T], out: &mut [f32]) {
+pub(crate) fn widen<T: Half>(input: &[T], out: &mut [MaybeUninit<f32>]) {
     let inputs = [input];
-    blocks(out, &inputs, |out, inputs, start| T::widen_slice(&inputs[0][start..start + out.len()], out));
+    blocks(out, &inputs, |out, inputs, start| {
+        let (mut buf, input) = ([0f32; F32_BLOCK], &inputs[0][start..start + out.len()]);
+        for (out, input) in out.chunks_mut(F32_BLOCK).zip(input.chunks(F32_BLOCK)) {
+            let buf = &mut buf[..out.len()];
+            T::widen_slice(input, buf);
+            write(out, buf);
+        }
+    });
 }
 
 /// `out[i] = narrow(input[i])`.
-pub(crate) fn narrow<T: Half>(input: &[f32], out: &mut [T]) {
+pub(crate) fn narrow<T: Half>(input: &[f32], out: &mut [MaybeUninit<T>]) {
     let inputs = [input];
-    blocks(out, &inputs, |out, inputs, start| T::narrow_slice(&inputs[0][start..start + out.len()], out));
+    blocks(out, &inputs, |out, inputs, start| {
+        let (mut buf, input) = ([T::zeroed(); F32_BLOCK], &inputs[0][start..start + out.len()]);
+        for (out, input) in out.chunks_mut(F32_BLOCK).zip(input.chunks(F32_BLOCK)) {
+            let buf = &mut buf[..out.len()];
+            T::narrow_slice(input, buf);
+            write(out, buf);
+        }
+    });
 }
 
-/// Elements widened at a time by the f32 loops: small enough for the stack and L1.
-const F32_BLOCK: usize = 256;
+/// An initialized slice seen as one to overwrite (for outputs that already exist).
+pub(crate) fn overwrite<T: Copy>(out: &mut [T]) -> &mut [MaybeUninit<T>] {
+    // SAFETY: `MaybeUninit<T>` has `T`'s layout, and writing a `T: Copy` through it leaves
+    // the slice initialized (no value is dropped or de-initialized).
+    unsafe { &mut *(out as *mut [T] as *mut [MaybeUninit<T>]) }
+}
 
 /// `out[i] = narrow(f(widen(input[i])))`: `f` computes in f32 on exact values and the
 /// result is rounded once, as Flex's half ops do one element at a time.
-pub(crate) fn map_f32<T: Half>(input: &[T], out: &mut [T], f: impl Fn(f32) -> f32 + Sync + Send) {
+pub(crate) fn map_f32<T: Half>(input: &[T], out: &mut [MaybeUninit<T>], f: impl Fn(f32) -> f32 + Sync + Send) {
     let inputs = [input];
     blocks(out, &inputs, |out, inputs, start| {
         let input = &inputs[0][start..start + out.len()];
-        let mut x = [0f32; F32_BLOCK];
+        let (mut x, mut h) = ([0f32; F32_BLOCK], [T::zeroed(); F32_BLOCK]);
         for (out, input) in out.chunks_mut(F32_BLOCK).zip(input.chunks(F32_BLOCK)) {
-            let x = &mut x[..out.len()];
+            let (x, h) = (&mut x[..out.len()], &mut h[..out.len()]);
             T::widen_slice(input, x);
             x.iter_mut().for_each(|v| *v = f(*v));
-            T::narrow_slice(x, out);
+            T::narrow_slice(x, h);
+            write(out, h);
         }
     });
 }
 
 /// `out[i] = narrow(f(widen(a[i]), widen(b[i])))`.
-pub(crate) fn zip_f32<T: Half>(a: &[T], b: &[T], out: &mut [T], f: impl Fn(f32, f32) -> f32 + Sync + Send) {
+pub(crate) fn zip_f32<T: Half>(a: &[T], b: &[T], out: &mut [MaybeUninit<T>], f: impl Fn(f32, f32) -> f32 + Sync + Send) {
     let inputs = [a, b];
     blocks(out, &inputs, |out, inputs, start| {
         let (a, b) = (&inputs[0][start..start + out.len()], &inputs[1][start..start + out.len()]);
-        let (mut x, mut y) = ([0f32; F32_BLOCK], [0f32; F32_BLOCK]);
+        let (mut x, mut y, mut h) = ([0f32; F32_BLOCK], [0f32; F32_BLOCK], [T::zeroed(); F32_BLOCK]);
         for ((out, a), b) in out.chunks_mut(F32_BLOCK).zip(a.chunks(F32_BLOCK)).zip(b.chunks(F32_BLOCK)) {
-            let (x, y) = (&mut x[..out.len()], &mut y[..out.len()]);
+            let (x, y, h) = (&mut x[..out.len()], &mut y[..out.len()], &mut h[..out.len()]);
             T::widen_slice(a, x);
             T::widen_slice(b, y);
             x.iter_mut().zip(y.iter()).for_each(|(v, w)| *v = f(*v, *w));
-            T::narrow_slice(x, out);
+            T::narrow_slice(x, h);
+            write(out, h);
         }
     });
 }

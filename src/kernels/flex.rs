@@ -6,7 +6,10 @@
 //! stride) are handed back to Flex, which then computes them as it always does.
 
 use burn::backend::Flex;
-use burn::backend::flex::FlexTensor;
+use core::mem::MaybeUninit;
+
+use burn::backend::flex::{FlexTensor, Layout};
+use burn::tensor::Bytes;
 use burn::backend::flex::ops::unary::erf_f32;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, FloatDType, Shape, bf16, f16};
@@ -112,11 +115,20 @@ impl HostKernels for Flex {
     }
 }
 
-/// A new contiguous tensor of `like`'s shape and `dtype`, filled by `fill`.
-fn filled<E: burn::tensor::Element + bytemuck::Pod>(like: &FlexTensor, dtype: DType, fill: impl FnOnce(&mut [E])) -> FlexTensor {
-    let mut out = FlexTensor::empty(like.layout().shape().clone(), dtype);
-    fill(out.storage_mut::<E>());
-    out
+/// A new contiguous tensor of `like`'s shape and `dtype`, written by `fill`, which must
+/// write every element (the element-wise kernels do: each covers its whole output).
+fn filled<E: burn::tensor::Element + bytemuck::Pod>(
+    like: &FlexTensor,
+    dtype: DType,
+    fill: impl FnOnce(&mut [MaybeUninit<E>]),
+) -> FlexTensor {
+    let shape = like.layout().shape().clone();
+    let n = shape.num_elements();
+    let mut data: Vec<E> = Vec::with_capacity(n);
+    fill(&mut data.spare_capacity_mut()[..n]);
+    // SAFETY: `fill` initialized the first `n` elements of the allocation (above).
+    unsafe { data.set_len(n) };
+    FlexTensor::new(Bytes::from_elems(data), Layout::contiguous(shape), dtype)
 }
 
 /// Whether the 16-bit pattern `x` is greater than zero: sign clear, not zero, not NaN
@@ -160,7 +172,7 @@ fn binary_bits<T: Half>(a: &FlexTensor, b: &FlexTensor, f: impl Fn(u16, u16) -> 
 
 /// A new half tensor from two contiguous half tensors of one shape, element by element
 /// (`kernel` writes the output from both inputs' elements).
-fn zipped<T: Half>(a: &FlexTensor, b: &FlexTensor, kernel: impl FnOnce(&[T], &[T], &mut [T])) -> Option<FlexTensor> {
+fn zipped<T: Half>(a: &FlexTensor, b: &FlexTensor, kernel: impl FnOnce(&[T], &[T], &mut [MaybeUninit<T>])) -> Option<FlexTensor> {
     if a.layout().shape() != b.layout().shape() {
         return None;
     }

@@ -29,28 +29,119 @@ impl Half for bf16 {
     // half to nearest even with integer arithmetic. Both are branch-free, so the compiler
     // vectorizes them (the `half` crate converts bf16 one element at a time).
     fn widen_slice(src: &[Self], dst: &mut [f32]) {
-        for (d, s) in dst.iter_mut().zip(src) {
-            *d = f32::from_bits(u32::from(s.to_bits()) << 16);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the CPU has AVX-512F/BW (checked just above).
+            return unsafe { widen_bf16_avx512(src, dst) };
         }
+        widen_bf16(src, dst)
     }
     fn narrow_slice(src: &[f32], dst: &mut [Self]) {
-        for (d, s) in dst.iter_mut().zip(src) {
-            let bits = s.to_bits();
-            let rounded = (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16;
-            // NaN keeps its sign and top payload bits, made quiet (as `bf16::from_f32`).
-            let nan = ((bits >> 16) as u16) | 0x0040;
-            *d = bf16::from_bits(if bits & 0x7fff_ffff > 0x7f80_0000 { nan } else { rounded });
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the CPU has AVX-512F/BW (checked just above).
+            return unsafe { narrow_bf16_avx512(src, dst) };
         }
+        narrow_bf16(src, dst)
     }
 }
 
+/// bf16 -> f32 (exact): a shift.
+#[inline(always)]
+fn widen_bf16(src: &[bf16], dst: &mut [f32]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = f32::from_bits(u32::from(s.to_bits()) << 16);
+    }
+}
+
+/// [`widen_bf16`] compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn widen_bf16_avx512(src: &[bf16], dst: &mut [f32]) {
+    widen_bf16(src, dst)
+}
+
+/// f32 -> bf16, to nearest even, with integer arithmetic.
+#[inline(always)]
+fn narrow_bf16(src: &[f32], dst: &mut [bf16]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        let bits = s.to_bits();
+        let rounded = (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16;
+        // NaN keeps its sign and top payload bits, made quiet (as `bf16::from_f32`).
+        let nan = ((bits >> 16) as u16) | 0x0040;
+        *d = bf16::from_bits(if bits & 0x7fff_ffff > 0x7f80_0000 { nan } else { rounded });
+    }
+}
+
+/// [`narrow_bf16`] compiled for AVX-512 (16 lanes; the default x86-64 target has 4): the
+/// same loop, so the same results.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn narrow_bf16_avx512(src: &[f32], dst: &mut [bf16]) {
+    narrow_bf16(src, dst)
+}
+
 impl Half for f16 {
-    // The `half` crate uses the CPU's F16C conversions where present.
+    // The `half` crate uses the CPU's F16C conversions where present (8 lanes); with
+    // AVX-512 the same conversion instructions take 16 (the same results: the hardware's
+    // conversion, round to nearest even).
     fn widen_slice(src: &[Self], dst: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { f16_avx512::widen(src, dst) };
+        }
         src.convert_to_f32_slice(dst)
     }
     fn narrow_slice(src: &[f32], dst: &mut [Self]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            return unsafe { f16_avx512::narrow(src, dst) };
+        }
         dst.convert_from_f32_slice(src)
+    }
+}
+
+/// f16 <-> f32 with AVX-512's 16-lane conversions (`vcvtph2ps`, `vcvtps2ph`); the tail
+/// through the `half` crate.
+#[cfg(target_arch = "x86_64")]
+mod f16_avx512 {
+    use core::arch::x86_64::*;
+
+    use burn::tensor::f16;
+    use half::slice::HalfFloatSliceExt;
+
+    const LANES: usize = 16;
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn widen(src: &[f16], dst: &mut [f32]) {
+        let n = src.len().min(dst.len());
+        let body = n - n % LANES;
+        for (s, d) in src[..body].chunks_exact(LANES).zip(dst[..body].chunks_exact_mut(LANES)) {
+            // SAFETY: `s` holds 16 f16 (32 bytes) and `d` 16 f32 (64 bytes); unaligned
+            // loads and stores.
+            unsafe {
+                let h = _mm256_loadu_si256(s.as_ptr() as *const __m256i);
+                _mm512_storeu_ps(d.as_mut_ptr(), _mm512_cvtph_ps(h));
+            }
+        }
+        src[body..n].convert_to_f32_slice(&mut dst[body..n]);
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn narrow(src: &[f32], dst: &mut [f16]) {
+        let n = src.len().min(dst.len());
+        let body = n - n % LANES;
+        for (s, d) in src[..body].chunks_exact(LANES).zip(dst[..body].chunks_exact_mut(LANES)) {
+            // SAFETY: as in `widen`.
+            unsafe {
+                let v = _mm512_loadu_ps(s.as_ptr());
+                let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+                _mm256_storeu_si256(d.as_mut_ptr() as *mut __m256i, h);
+            }
+        }
+        dst[body..n].convert_from_f32_slice(&src[body..n]);
     }
 }
 
@@ -122,14 +213,26 @@ pub(crate) fn gemm<T: Half>(
 }
 
 /// Column sums of a row-major `rows x cols` matrix, accumulated in f32 and rounded once.
+/// Large matrices are split into one band of rows per thread; the bands' f32 sums are
+/// added in band order, so a given thread count always gives the same result.
 pub(crate) fn column_sums<T: Half>(data: &[T], rows: usize, cols: usize) -> Vec<T> {
     if cols == 0 {
         return Vec::new();
     }
-    let (mut acc, mut row_f32) = (vec![0f32; cols], vec![0f32; cols]);
-    for row in data.chunks_exact(cols).take(rows) {
-        T::widen_slice(row, &mut row_f32);
-        acc.iter_mut().zip(&row_f32).for_each(|(a, v)| *a += v);
+    let band_sums = |band: &[T]| {
+        let (mut acc, mut row_f32) = (vec![0f32; cols], vec![0f32; cols]);
+        for row in band.chunks_exact(cols) {
+            T::widen_slice(row, &mut row_f32);
+            acc.iter_mut().zip(&row_f32).for_each(|(a, v)| *a += v);
+        }
+        acc
+    };
+    let threads = if rows * cols >= 1 << 15 { rayon::current_num_threads().clamp(1, rows) } else { 1 };
+    let band = rows.div_ceil(threads).max(1) * cols;
+    let bands: Vec<Vec<f32>> = data[..rows * cols].par_chunks(band).map(band_sums).collect();
+    let mut acc = vec![0f32; cols];
+    for sums in &bands {
+        acc.iter_mut().zip(sums).for_each(|(a, v)| *a += v);
     }
     let mut out = vec![<T as Scalar>::ZERO; cols];
     T::narrow_slice(&acc, &mut out);
