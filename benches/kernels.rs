@@ -79,6 +79,14 @@ fn benches(c: &mut Criterion) {
         let x = random([ROWS, WIDTH], d);
         Box::new(move || drop(relu(x.clone())))
     });
+    op("add a broadcast bias x + b", &|d| Work::Bytes(2.0 * n * k * size(d)), &|d| {
+        let (x, b) = (random([ROWS, WIDTH], d), random([1, WIDTH], d));
+        Box::new(move || drop(x.clone() + b.clone()))
+    });
+    op("mul x * y", &|d| Work::Bytes(3.0 * n * k * size(d)), &|d| {
+        let (x, y) = (random([ROWS, WIDTH], d), random([ROWS, WIDTH], d));
+        Box::new(move || drop(x.clone() * y.clone()))
+    });
     // From f32 to the column's dtype (f32: a copy, the baseline).
     op("cast from f32", &|d| Work::Bytes(n * k * (4.0 + size(d))), &|d| {
         let x = random([ROWS, WIDTH], FloatDType::F32);

@@ -15,7 +15,8 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{FloatDType, TensorMetadata};
 
-use super::{CastArgs, Composed, Conv2dArgs, HostKernels, LinearArgs, MatmulArgs};
+use super::{BinaryOp, CastArgs, Composed, Conv2dArgs, HostKernels, LinearArgs, MatmulArgs};
+use burn::tensor::Shape;
 
 /// Swaps the last two dimensions (a view on host backends).
 fn transpose_last<B: HostKernels>(t: FloatTensor<B>) -> FloatTensor<B> {
@@ -231,7 +232,69 @@ impl<B: HostKernels> Backward<B, 1> for HalfCast {
     }
 }
 
+/// `lhs op rhs` on the kernels, or on the inner backend when they decline.
+fn binary_or_inner<B: HostKernels>(lhs: FloatTensor<B>, rhs: FloatTensor<B>, op: BinaryOp) -> FloatTensor<B> {
+    B::half_binary(lhs, rhs, op).unwrap_or_else(|(lhs, rhs)| match op {
+        BinaryOp::Add => B::float_add(lhs, rhs),
+        BinaryOp::Mul => B::float_mul(lhs, rhs),
+    })
+}
+
+/// A gradient of the output's shape summed down to `shape`, which repeats over the output's
+/// leading dimensions (the only broadcast the kernels take): a column sum in f32.
+fn reduce_to<B: HostKernels>(grad: FloatTensor<B>, shape: &Shape) -> FloatTensor<B> {
+    if grad.shape() == *shape {
+        return grad;
+    }
+    let columns = shape.num_elements();
+    let rows = grad.shape().num_elements() / columns;
+    let flat = B::float_reshape(grad, Shape::new([rows, columns]));
+    let sums = B::half_sum_to_last(flat).unwrap_or_else(|flat| B::float_sum_dim(flat, 0));
+    B::float_reshape(sums, shape.clone())
+}
+
+#[derive(Debug)]
+struct HalfBinary;
+
+impl<B: HostKernels> Backward<B, 2> for HalfBinary {
+    /// Under mul each input (kept when the other needs a gradient: it is the other's
+    /// factor; under add neither, so the gradient passes through), and both shapes (a broadcast input's gradient is summed down to its shape).
+    type State = (Option<FloatTensor<B>>, Option<FloatTensor<B>>, Shape, Shape);
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let [node_lhs, node_rhs] = ops.parents;
+        let grad = grads.consume::<B>(&ops.node);
+        let (lhs, rhs, lhs_shape, rhs_shape) = ops.state;
+        let times = |grad: FloatTensor<B>, factor: Option<FloatTensor<B>>| match factor {
+            Some(factor) => binary_or_inner::<B>(grad, factor, BinaryOp::Mul),
+            None => grad,
+        };
+        if let Some(node) = node_lhs {
+            grads.register::<B>(node.id, reduce_to::<B>(times(grad.clone(), rhs), &lhs_shape));
+        }
+        if let Some(node) = node_rhs {
+            grads.register::<B>(node.id, reduce_to::<B>(times(grad, lhs), &rhs_shape));
+        }
+    }
+}
+
 impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
+    fn half_binary(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, op: BinaryOp) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
+        let out = match B::half_binary(lhs.primitive.clone(), rhs.primitive.clone(), op) {
+            Ok(out) => out,
+            Err(_) => return Err((lhs, rhs)),
+        };
+        Ok(match HalfBinary.prepare::<C>([lhs.node.clone(), rhs.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let factor = |t: &FloatTensor<Self>, other: &FloatTensor<Self>| {
+                    (op == BinaryOp::Mul && other.is_tracked()).then(|| t.primitive.clone())
+                };
+                prep.finish((factor(&lhs, &rhs), factor(&rhs, &lhs), lhs.shape(), rhs.shape()), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        })
+    }
+
     fn half_relu(tensor: FloatTensor<Self>) -> Result<FloatTensor<Self>, FloatTensor<Self>> {
         // The input is handed over, not cloned: relu's backward needs only its output, so
         // an input nothing else holds (a linear layer's output) is overwritten in place.

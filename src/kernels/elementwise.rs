@@ -148,3 +148,29 @@ pub(crate) fn zip_f32<T: Half>(a: &[T], b: &[T], out: &mut [MaybeUninit<T>], f: 
         }
     });
 }
+
+/// `out[i] = narrow(f(widen(a[i]), widen(b[i % b.len()])))`: `b` repeats over `a` (a bias or
+/// a per-feature scale over the leading dimensions).
+pub(crate) fn zip_f32_repeat<T: Half>(a: &[T], b: &[T], out: &mut [MaybeUninit<T>], f: impl Fn(f32, f32) -> f32 + Sync + Send) {
+    let inputs = [a, b];
+    blocks(out, &inputs, |out, inputs, start| {
+        let (a, b) = (&inputs[0][start..start + out.len()], inputs[1]);
+        let (mut x, mut y, mut h) = ([0f32; F32_BLOCK], [0f32; F32_BLOCK], [T::zeroed(); F32_BLOCK]);
+        let mut at = start % b.len();
+        for (out, a) in out.chunks_mut(F32_BLOCK).zip(a.chunks(F32_BLOCK)) {
+            let n = out.len();
+            let (x, y, h) = (&mut x[..n], &mut y[..n], &mut h[..n]);
+            T::widen_slice(a, x);
+            let mut done = 0;
+            while done < n {
+                let take = (b.len() - at).min(n - done);
+                T::widen_slice(&b[at..at + take], &mut y[done..done + take]);
+                done += take;
+                at = (at + take) % b.len();
+            }
+            x.iter_mut().zip(y.iter()).for_each(|(v, w)| *v = f(*v, *w));
+            T::narrow_slice(x, h);
+            write(out, h);
+        }
+    });
+}

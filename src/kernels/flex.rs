@@ -17,7 +17,7 @@ use burn::tensor::{DType, FloatDType, Shape, bf16, f16};
 use super::elementwise;
 use super::gemm::{self, Half, View};
 use super::flex_conv;
-use super::{CastArgs, Conv2dArgs, Conv2dGradArgs, HostKernels, LinearArgs, MatmulArgs, count};
+use super::{BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, HostKernels, LinearArgs, MatmulArgs, count};
 
 impl HostKernels for Flex {
     fn half_matmul(lhs: FlexTensor, rhs: FlexTensor) -> Result<FlexTensor, MatmulArgs<Flex>> {
@@ -103,6 +103,15 @@ impl HostKernels for Flex {
         flex_conv::sum_to_channels(grad)
     }
 
+    fn half_binary(lhs: FlexTensor, rhs: FlexTensor, op: BinaryOp) -> Result<FlexTensor, MatmulArgs<Flex>> {
+        let result = match (lhs.dtype(), rhs.dtype()) {
+            (DType::BF16, DType::BF16) => broadcast_f32::<bf16>(&lhs, &rhs, op),
+            (DType::F16, DType::F16) => broadcast_f32::<f16>(&lhs, &rhs, op),
+            _ => None,
+        };
+        result.inspect(|_| count(|c| &mut c.binary)).ok_or((lhs, rhs))
+    }
+
     fn half_cast(tensor: FlexTensor, dtype: FloatDType) -> Result<FlexTensor, CastArgs<Flex>> {
         let out = match (tensor.dtype(), dtype) {
             (DType::F32, FloatDType::BF16) => narrowed::<bf16>(&tensor),
@@ -178,6 +187,32 @@ fn zipped<T: Half>(a: &FlexTensor, b: &FlexTensor, kernel: impl FnOnce(&[T], &[T
     }
     let (x, y) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
     Some(filled::<T>(a, a.dtype(), |out| kernel(x, y, out)))
+}
+
+/// Whether `small` repeats over `big`'s leading dimensions: equal ranks, and `small` is
+/// `big`'s trailing dimensions after leading 1s (`[1, n]` over `[m, n]`, `[1, 1, n]` over
+/// `[b, m, n]`, `[1, m, n]` over `[b, m, n]`).
+fn repeats_over(small: &Shape, big: &Shape) -> bool {
+    let (small, big) = (small.to_vec(), big.to_vec());
+    let lead = small.iter().take_while(|&&d| d == 1).count();
+    small.len() == big.len() && small[lead..] == big[lead..] && small.iter().product::<usize>() > 0
+}
+
+/// `op` on two contiguous half tensors of one shape, or with one repeating over the other
+/// (see [`repeats_over`]); `None` for other broadcasts and layouts.
+fn broadcast_f32<T: Half>(a: &FlexTensor, b: &FlexTensor, op: BinaryOp) -> Option<FlexTensor> {
+    let (sa, sb) = (a.layout().shape(), b.layout().shape());
+    if sa == sb {
+        return zipped::<T>(a, b, |x, y, out| elementwise::zip_f32(x, y, out, move |u, v| op.apply(u, v)));
+    }
+    let (x, y) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
+    if repeats_over(sb, sa) {
+        return Some(filled::<T>(a, a.dtype(), |out| elementwise::zip_f32_repeat(x, y, out, move |u, v| op.apply(u, v))));
+    }
+    if repeats_over(sa, sb) {
+        return Some(filled::<T>(b, b.dtype(), |out| elementwise::zip_f32_repeat(y, x, out, move |v, u| op.apply(u, v))));
+    }
+    None
 }
 
 // Gelu in its exact form, `x * Phi(x)` with `Phi(x) = (1 + erf(x / sqrt 2)) / 2`, and its

@@ -125,6 +125,32 @@ pub trait HostKernels: Backend {
     fn half_cast(tensor: FloatTensor<Self>, dtype: FloatDType) -> Result<FloatTensor<Self>, CastArgs<Self>> {
         Err((tensor, dtype))
     }
+
+    /// `lhs + rhs` or `lhs * rhs` for f16/bf16 tensors of one dtype, of one shape or one
+    /// repeated over the other's leading dimensions (a bias, a per-feature scale): in f32
+    /// between exact widening and one rounding, as the inner backend computes it.
+    fn half_binary(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, op: BinaryOp) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
+        let _ = op;
+        Err((lhs, rhs))
+    }
+}
+
+/// The element-wise binary ops with host kernels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryOp {
+    Add,
+    Mul,
+}
+
+impl BinaryOp {
+    /// The op on f32 values.
+    #[inline(always)]
+    pub fn apply(self, a: f32, b: f32) -> f32 {
+        match self {
+            Self::Add => a + b,
+            Self::Mul => a * b,
+        }
+    }
 }
 
 /// The inputs of a cast, handed back when declined.
@@ -205,13 +231,15 @@ pub struct HostKernelCalls {
     pub conv2d: u64,
     pub conv2d_backward: u64,
     pub cast: u64,
+    /// Element-wise add and mul.
+    pub binary: u64,
 }
 
 thread_local! {
     static CALLS: Cell<HostKernelCalls> = const {
         Cell::new(HostKernelCalls {
             matmul: 0, linear: 0, sum_to_last: 0, relu: 0, relu_backward: 0, gelu: 0, gelu_backward: 0, conv2d: 0,
-            conv2d_backward: 0, cast: 0,
+            conv2d_backward: 0, cast: 0, binary: 0,
         })
     };
 }
@@ -325,6 +353,14 @@ pub(crate) trait Composed: HostKernels {
         Self::half_cast(args.0, args.1)
     }
 
+    fn add_tupled(args: MatmulArgs<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
+        Self::half_binary(args.0, args.1, BinaryOp::Add)
+    }
+
+    fn mul_tupled(args: MatmulArgs<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
+        Self::half_binary(args.0, args.1, BinaryOp::Mul)
+    }
+
     /// A linear layer's input gradient from `(weight, output_grad)`: `grad @ weight^T`.
     fn linear_x_grad(args: MatmulArgs<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
         let (weight, grad) = args;
@@ -371,6 +407,10 @@ macro_rules! hooks {
 }
 
 hooks! {
+    /// `float_add`.
+    fn add(lhs: FloatTensor<B>, rhs: FloatTensor<B>) -> Result<_, MatmulArgs<B>> if half(lhs) => add_tupled;
+    /// `float_mul`.
+    fn mul(lhs: FloatTensor<B>, rhs: FloatTensor<B>) -> Result<_, MatmulArgs<B>> if half(lhs) => mul_tupled;
     /// `float_matmul`.
     fn matmul(lhs: FloatTensor<B>, rhs: FloatTensor<B>) -> Result<_, MatmulArgs<B>> if half(lhs) => matmul_tupled;
     /// `linear`.
