@@ -1,7 +1,8 @@
 //! The host fast path's 2-d convolutions on Flex, f16 and bf16: within one rounding of an
 //! f64 reference (Flex's own f16 convolution accumulates in f16), forward and backward, in
 //! both autodiff layerings, on one slice of the batch and on several (the fast path widens
-//! a few samples at a time, see `src/kernels/flex_conv.rs`).
+//! a few samples at a time, see `src/kernels/flex_conv.rs`), grouped and not (the weight
+//! gradient without groups takes its operands channels-first).
 
 #![cfg(feature = "flex")]
 
@@ -23,14 +24,20 @@ const X: [usize; 4] = [2, 4, 9, 7];
 const X_SLICED: [usize; 4] = [40, 4, 30, 30];
 const W: [usize; 4] = [6, 2, 3, 3];
 
-fn options() -> ConvOptions<2> {
-    ConvOptions::new([2, 1], [1, 2], [1, 2], 2)
+/// A weight for one group (Burn composes the weight gradient differently then).
+const W_UNGROUPED: [usize; 4] = [6, 4, 3, 3];
+
+/// The layouts tested: input, weight, groups.
+const LAYOUTS: [([usize; 4], [usize; 4], usize); 4] = [(X, W, 2), (X_SLICED, W, 2), (X, W_UNGROUPED, 1), (X_SLICED, W_UNGROUPED, 1)];
+
+fn options(groups: usize) -> ConvOptions<2> {
+    ConvOptions::new([2, 1], [1, 2], [1, 2], groups)
 }
 
 /// The convolution in f64, for the options above.
-fn reference(x: &[f64], w: &[f64], bias: &[f64], o: &ConvOptions<2>, xs: [usize; 4]) -> (Vec<f64>, [usize; 4]) {
+fn reference(x: &[f64], w: &[f64], bias: &[f64], o: &ConvOptions<2>, xs: [usize; 4], ws: [usize; 4]) -> (Vec<f64>, [usize; 4]) {
     let [n, c, h, wd] = xs;
-    let [oc, cg, kh, kw] = W;
+    let [oc, cg, kh, kw] = ws;
     let out_h = (h + 2 * o.padding[0] - o.dilation[0] * (kh - 1) - 1) / o.stride[0] + 1;
     let out_w = (wd + 2 * o.padding[1] - o.dilation[1] * (kw - 1) - 1) / o.stride[1] + 1;
     let per_group = oc / o.groups;
@@ -50,23 +57,23 @@ fn reference(x: &[f64], w: &[f64], bias: &[f64], o: &ConvOptions<2>, xs: [usize;
     (out, [n, oc, out_h, out_w])
 }
 
-fn inputs(dtype: FloatDType, xs: [usize; 4]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
-    (values(xs.iter().product(), 500, dtype), values(W.iter().product(), 501, dtype), values(W[0], 502, dtype))
+fn inputs(dtype: FloatDType, xs: [usize; 4], ws: [usize; 4]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    (values(xs.iter().product(), 500, dtype), values(ws.iter().product(), 501, dtype), values(ws[0], 502, dtype))
 }
 
 #[test]
 fn forward_against_f64_and_flex() {
     let device = Default::default();
-    for (dtype, xs) in HALVES.into_iter().flat_map(|d| [(d, X), (d, X_SLICED)]) {
-        let (x, w, b) = inputs(dtype, xs);
+    for (dtype, (xs, ws, groups)) in HALVES.into_iter().flat_map(|d| LAYOUTS.map(|l| (d, l))) {
+        let (x, w, b) = inputs(dtype, xs, ws);
         reset_host_kernel_calls();
-        let fast = conv2d(tensor::<M, 4>(&x, xs, dtype, &device), tensor(&w, W, dtype, &device), Some(tensor(&b, [W[0]], dtype, &device)), options());
+        let fast = conv2d(tensor::<M, 4>(&x, xs, dtype, &device), tensor(&w, ws, dtype, &device), Some(tensor(&b, [ws[0]], dtype, &device)), options(groups));
         assert_eq!(host_kernel_calls().conv2d, 1, "{dtype:?} {xs:?}: the kernel runs");
         assert_eq!(fast.dtype(), DType::from(dtype));
-        let (want, shape) = reference(&x, &w, &b, &options(), xs);
+        let (want, shape) = reference(&x, &w, &b, &options(groups), xs, ws);
         assert_eq!(fast.dims(), shape);
         assert_one_rounding(&format!("{dtype:?} conv2d {xs:?}"), &read(fast.clone()), &want, dtype);
-        let flex = conv2d(tensor::<Flex, 4>(&x, xs, dtype, &device), tensor(&w, W, dtype, &device), Some(tensor(&b, [W[0]], dtype, &device)), options());
+        let flex = conv2d(tensor::<Flex, 4>(&x, xs, dtype, &device), tensor(&w, ws, dtype, &device), Some(tensor(&b, [ws[0]], dtype, &device)), options(groups));
         // Flex accumulates f16 convolutions in f16; its bf16 convolution widens whole
         // operands (one element at a time) for its f32 one.
         let flex_units = rounding_units(&read(flex), &want, dtype).0;
@@ -76,30 +83,31 @@ fn forward_against_f64_and_flex() {
 
 /// The gradients of `sum(conv2d(x, w, b) * g)` for x, w and b, inputs and `g` drawn in
 /// `dtype` and computed in `compute`.
-fn grads_in<A: AutodiffBackend>(dtype: FloatDType, compute: FloatDType, xs: [usize; 4]) -> [TensorData; 3] {
+fn grads_in<A: AutodiffBackend>(dtype: FloatDType, compute: FloatDType, (xs, ws, groups): ([usize; 4], [usize; 4], usize)) -> [TensorData; 3] {
     let device = Default::default();
-    let (x, w, b) = inputs(dtype, xs);
-    let (x, w, b) = (tensor::<A, 4>(&x, xs, compute, &device).require_grad(), tensor::<A, 4>(&w, W, compute, &device).require_grad(), tensor::<A, 1>(&b, [W[0]], compute, &device).require_grad());
-    let y = conv2d(x.clone(), w.clone(), Some(b.clone()), options());
+    let (x, w, b) = inputs(dtype, xs, ws);
+    let (x, w, b) = (tensor::<A, 4>(&x, xs, compute, &device).require_grad(), tensor::<A, 4>(&w, ws, compute, &device).require_grad(), tensor::<A, 1>(&b, [ws[0]], compute, &device).require_grad());
+    let y = conv2d(x.clone(), w.clone(), Some(b.clone()), options(groups));
     let g = tensor::<A, 4>(&values(y.shape().num_elements(), 503, dtype), y.dims(), FloatDType::F32, &device);
     let grads = (y.cast(FloatDType::F32) * g).sum().backward();
     [x.grad(&grads).expect("x").into_data(), w.grad(&grads).expect("w").into_data(), b.grad(&grads).expect("b").into_data()]
 }
 
-fn grads<A: AutodiffBackend>(dtype: FloatDType, xs: [usize; 4]) -> [TensorData; 3] {
-    grads_in::<A>(dtype, dtype, xs)
+fn grads<A: AutodiffBackend>(dtype: FloatDType, layout: ([usize; 4], [usize; 4], usize)) -> [TensorData; 3] {
+    grads_in::<A>(dtype, dtype, layout)
 }
 
 #[test]
 fn gradients_in_both_layerings() {
-    for (dtype, xs) in HALVES.into_iter().flat_map(|d| [(d, X), (d, X_SLICED)]) {
-        let context = format!("{dtype:?} {xs:?}");
+    for (dtype, layout) in HALVES.into_iter().flat_map(|d| LAYOUTS.map(|l| (d, l))) {
+        let (xs, ws, groups) = layout;
+        let context = format!("{dtype:?} {xs:?} {ws:?} groups {groups}");
         reset_host_kernel_calls();
-        let fast = grads::<Mixed<Autodiff<Flex>>>(dtype, xs);
+        let fast = grads::<Mixed<Autodiff<Flex>>>(dtype, layout);
         let calls = host_kernel_calls();
         assert_eq!((calls.conv2d, calls.conv2d_backward, calls.sum_to_last), (1, 2, 1), "{context}: Mixed<Autodiff<Flex>>");
         reset_host_kernel_calls();
-        let layered = grads::<Autodiff<Mixed<Flex>>>(dtype, xs);
+        let layered = grads::<Autodiff<Mixed<Flex>>>(dtype, layout);
         let calls = host_kernel_calls();
         assert_eq!((calls.conv2d, calls.conv2d_backward, calls.sum_to_last), (1, 2, 1), "{context}: Autodiff<Mixed<Flex>>");
         for (name, (a, b)) in ["x", "weight", "bias"].iter().zip(fast.iter().zip(&layered)) {
@@ -107,18 +115,18 @@ fn gradients_in_both_layerings() {
         }
         // Against the same gradients in f32 (inputs already half values; f32's own
         // accumulation error is 2^13 times smaller than an f16 rounding, 2^16 than bf16's).
-        let exact = grads_in::<Autodiff<Flex>>(dtype, FloatDType::F32, xs);
+        let exact = grads_in::<Autodiff<Flex>>(dtype, FloatDType::F32, layout);
         let values = |d: &TensorData| -> Vec<f64> { d.clone().convert::<f32>().to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect() };
         assert_one_rounding(&format!("{context} x gradient"), &values(&fast[0]), &values(&exact[0]), dtype);
         assert_one_rounding(&format!("{context} weight gradient"), &values(&fast[1]), &values(&exact[1]), dtype);
         // The bias gradient is the per-channel sum of g.
         let (y_len, per_channel) = {
-            let (x, w, b) = inputs(dtype, xs);
-            let (_, s) = reference(&x, &w, &b, &options(), xs);
+            let (x, w, b) = inputs(dtype, xs, ws);
+            let (_, s) = reference(&x, &w, &b, &options(groups), xs, ws);
             (s.iter().product::<usize>(), s[2] * s[3])
         };
         let g = values_of(y_len, dtype);
-        let want: Vec<f64> = (0..W[0]).map(|k| g.iter().enumerate().filter(|(i, _)| (i / per_channel) % W[0] == k).map(|(_, v)| v).sum()).collect();
+        let want: Vec<f64> = (0..ws[0]).map(|k| g.iter().enumerate().filter(|(i, _)| (i / per_channel) % ws[0] == k).map(|(_, v)| v).sum()).collect();
         let got: Vec<f64> = fast[2].clone().convert::<f32>().to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect();
         // Six sums: too few for an RMS figure, so each must be correctly rounded.
         let worst = rounding_units(&got, &want, dtype).1;
