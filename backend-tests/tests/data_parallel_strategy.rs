@@ -21,7 +21,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::train::{InferenceStep, Learner, RegressionOutput, SupervisedTraining, TrainOutput, TrainStep};
 use burn_mixed::data_parallel::{CommDtype, DataParallel, DataParallelError, ReduceOp};
 use burn_mixed::{GradScalerConfig, MixedPrecision, Precision};
-use dp::{INPUTS, Mlp, OUTPUTS, Train, bits, max_rel_diff, params, row};
+use dp::{Mlp, Train, bits, max_rel_diff, params};
 
 const LR: f64 = 0.01;
 /// Rows per device per step.
@@ -45,10 +45,8 @@ pub struct Batch<B: Backend> {
 struct Rows;
 
 fn gather<B: Backend>(items: &[usize], device: &B::Device) -> Batch<B> {
-    let values: Vec<f32> = items.iter().flat_map(|&i| row(i)).collect();
-    let all = Tensor::<B, 2>::from_data(TensorData::new(values, [items.len(), INPUTS + OUTPUTS]), device);
-    let n = items.len();
-    Batch { x: all.clone().slice([0..n, 0..INPUTS]), y: all.slice([0..n, INPUTS..INPUTS + OUTPUTS]) }
+    let (x, y) = dp::gather(items, device);
+    Batch { x, y }
 }
 
 impl<B: Backend> Batcher<B, usize, Batch<B>> for Rows {

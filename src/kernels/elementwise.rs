@@ -132,26 +132,9 @@ pub(crate) fn map_f32<T: Half>(input: &[T], out: &mut [MaybeUninit<T>], f: impl 
     });
 }
 
-/// `out[i] = narrow(f(widen(a[i]), widen(b[i])))`.
+/// `out[i] = narrow(f(widen(a[i]), widen(b[i % b.len()])))`: `b` as long as `a`, or
+/// repeating over it (a bias or a per-feature scale over the leading dimensions).
 pub(crate) fn zip_f32<T: Half>(a: &[T], b: &[T], out: &mut [MaybeUninit<T>], f: impl Fn(f32, f32) -> f32 + Sync + Send) {
-    let inputs = [a, b];
-    blocks(out, &inputs, |out, inputs, start| {
-        let (a, b) = (&inputs[0][start..start + out.len()], &inputs[1][start..start + out.len()]);
-        let (mut x, mut y, mut h) = ([0f32; F32_BLOCK], [0f32; F32_BLOCK], [T::zeroed(); F32_BLOCK]);
-        for ((out, a), b) in out.chunks_mut(F32_BLOCK).zip(a.chunks(F32_BLOCK)).zip(b.chunks(F32_BLOCK)) {
-            let (x, y, h) = (&mut x[..out.len()], &mut y[..out.len()], &mut h[..out.len()]);
-            T::widen_slice(a, x);
-            T::widen_slice(b, y);
-            x.iter_mut().zip(y.iter()).for_each(|(v, w)| *v = f(*v, *w));
-            T::narrow_slice(x, h);
-            write(out, h);
-        }
-    });
-}
-
-/// `out[i] = narrow(f(widen(a[i]), widen(b[i % b.len()])))`: `b` repeats over `a` (a bias or
-/// a per-feature scale over the leading dimensions).
-pub(crate) fn zip_f32_repeat<T: Half>(a: &[T], b: &[T], out: &mut [MaybeUninit<T>], f: impl Fn(f32, f32) -> f32 + Sync + Send) {
     let inputs = [a, b];
     blocks(out, &inputs, |out, inputs, start| {
         let (a, b) = (&inputs[0][start..start + out.len()], inputs[1]);

@@ -202,15 +202,12 @@ fn repeats_over(small: &Shape, big: &Shape) -> bool {
 /// (see [`repeats_over`]); `None` for other broadcasts and layouts.
 fn broadcast_f32<T: Half>(a: &FlexTensor, b: &FlexTensor, op: BinaryOp) -> Option<FlexTensor> {
     let (sa, sb) = (a.layout().shape(), b.layout().shape());
-    if sa == sb {
-        return zipped::<T>(a, b, |x, y, out| elementwise::zip_f32(x, y, out, move |u, v| op.apply(u, v)));
-    }
     let (x, y) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
-    if repeats_over(sb, sa) {
-        return Some(filled::<T>(a, a.dtype(), |out| elementwise::zip_f32_repeat(x, y, out, move |u, v| op.apply(u, v))));
+    if sa == sb || repeats_over(sb, sa) {
+        return Some(filled::<T>(a, a.dtype(), |out| elementwise::zip_f32(x, y, out, move |u, v| op.apply(u, v))));
     }
     if repeats_over(sa, sb) {
-        return Some(filled::<T>(b, b.dtype(), |out| elementwise::zip_f32_repeat(y, x, out, move |v, u| op.apply(u, v))));
+        return Some(filled::<T>(b, b.dtype(), |out| elementwise::zip_f32(y, x, out, move |v, u| op.apply(u, v))));
     }
     None
 }

@@ -24,61 +24,64 @@ pub(crate) trait Half:
     fn narrow_slice(src: &[f32], dst: &mut [Self]);
 }
 
+/// Defines a slice loop that also has a copy compiled for AVX-512 (16 lanes; the default
+/// x86-64 target vectorizes for 4), taken at run time where the CPU has it: the same loop,
+/// so the same results.
+macro_rules! with_avx512 {
+    ($(#[$doc:meta])* fn $name:ident($src:ident: &[$s:ty], $dst:ident: &mut [$d:ty]) $body:block) => {
+        $(#[$doc])*
+        fn $name($src: &[$s], $dst: &mut [$d]) {
+            #[inline(always)]
+            fn portable($src: &[$s], $dst: &mut [$d]) $body
+
+            #[cfg(target_arch = "x86_64")]
+            #[target_feature(enable = "avx512f,avx512bw")]
+            fn avx512($src: &[$s], $dst: &mut [$d]) {
+                portable($src, $dst)
+            }
+
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512bw") {
+                // SAFETY: the CPU has AVX-512F/BW (checked just above).
+                return unsafe { avx512($src, $dst) };
+            }
+            portable($src, $dst)
+        }
+    };
+}
+
 impl Half for bf16 {
     // bf16 is the top half of an f32: widening is a shift, and narrowing rounds the low
     // half to nearest even with integer arithmetic. Both are branch-free, so the compiler
     // vectorizes them (the `half` crate converts bf16 one element at a time).
     fn widen_slice(src: &[Self], dst: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512bw") {
-            // SAFETY: the CPU has AVX-512F/BW (checked just above).
-            return unsafe { widen_bf16_avx512(src, dst) };
-        }
         widen_bf16(src, dst)
     }
     fn narrow_slice(src: &[f32], dst: &mut [Self]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512bw") {
-            // SAFETY: the CPU has AVX-512F/BW (checked just above).
-            return unsafe { narrow_bf16_avx512(src, dst) };
-        }
         narrow_bf16(src, dst)
     }
 }
 
-/// bf16 -> f32 (exact): a shift.
-#[inline(always)]
-fn widen_bf16(src: &[bf16], dst: &mut [f32]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        *d = f32::from_bits(u32::from(s.to_bits()) << 16);
+with_avx512! {
+    /// bf16 -> f32 (exact): a shift.
+    fn widen_bf16(src: &[bf16], dst: &mut [f32]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = f32::from_bits(u32::from(s.to_bits()) << 16);
+        }
     }
 }
 
-/// [`widen_bf16`] compiled for AVX-512.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-fn widen_bf16_avx512(src: &[bf16], dst: &mut [f32]) {
-    widen_bf16(src, dst)
-}
-
-/// f32 -> bf16, to nearest even, with integer arithmetic.
-#[inline(always)]
-fn narrow_bf16(src: &[f32], dst: &mut [bf16]) {
-    for (d, s) in dst.iter_mut().zip(src) {
-        let bits = s.to_bits();
-        let rounded = (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16;
-        // NaN keeps its sign and top payload bits, made quiet (as `bf16::from_f32`).
-        let nan = ((bits >> 16) as u16) | 0x0040;
-        *d = bf16::from_bits(if bits & 0x7fff_ffff > 0x7f80_0000 { nan } else { rounded });
+with_avx512! {
+    /// f32 -> bf16, to nearest even, with integer arithmetic.
+    fn narrow_bf16(src: &[f32], dst: &mut [bf16]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            let bits = s.to_bits();
+            let rounded = (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16;
+            // NaN keeps its sign and top payload bits, made quiet (as `bf16::from_f32`).
+            let nan = ((bits >> 16) as u16) | 0x0040;
+            *d = bf16::from_bits(if bits & 0x7fff_ffff > 0x7f80_0000 { nan } else { rounded });
+        }
     }
-}
-
-/// [`narrow_bf16`] compiled for AVX-512 (16 lanes; the default x86-64 target has 4): the
-/// same loop, so the same results.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw")]
-fn narrow_bf16_avx512(src: &[f32], dst: &mut [bf16]) {
-    narrow_bf16(src, dst)
 }
 
 impl Half for f16 {

@@ -129,8 +129,7 @@ pub trait HostKernels: Backend {
     /// `lhs + rhs` or `lhs * rhs` for f16/bf16 tensors of one dtype, of one shape or one
     /// repeated over the other's leading dimensions (a bias, a per-feature scale): in f32
     /// between exact widening and one rounding, as the inner backend computes it.
-    fn half_binary(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, op: BinaryOp) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
-        let _ = op;
+    fn half_binary(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, _op: BinaryOp) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
         Err((lhs, rhs))
     }
 }

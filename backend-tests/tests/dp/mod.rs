@@ -63,8 +63,13 @@ pub fn row(i: usize) -> Vec<f32> {
 
 /// Rows `range` as `(x, y)` on `device`.
 pub fn rows<B: Backend>(range: std::ops::Range<usize>, device: &B::Device) -> (Tensor<B, 2>, Tensor<B, 2>) {
-    let n = range.len();
-    let values: Vec<f32> = range.flat_map(row).collect();
+    gather(&range.collect::<Vec<_>>(), device)
+}
+
+/// The rows numbered `items`, in that order, as `(x, y)` on `device`.
+pub fn gather<B: Backend>(items: &[usize], device: &B::Device) -> (Tensor<B, 2>, Tensor<B, 2>) {
+    let n = items.len();
+    let values: Vec<f32> = items.iter().flat_map(|&i| row(i)).collect();
     let all = Tensor::<B, 2>::from_data(TensorData::new(values, [n, INPUTS + OUTPUTS]), device);
     (all.clone().slice([0..n, 0..INPUTS]), all.slice([0..n, INPUTS..INPUTS + OUTPUTS]))
 }
