@@ -312,6 +312,10 @@ const BARE_RERUNS: usize = 12;
 /// run-to-run spread before `Mixed` is judged against it.
 const SPREAD_RUNS: usize = 5;
 
+/// At most how many runs of the `Mixed` scenario [`assert_equivalent`] judges, for an
+/// output that differs from every bare run.
+const MIXED_RUNS: usize = 4;
+
 /// The values of a float output, widened to f64 (for the spread of nondeterministic
 /// kernels); `None` for int and bool outputs, which are only ever compared bitwise.
 fn float_values(data: &TensorData) -> Option<Vec<f64>> {
@@ -388,16 +392,18 @@ fn judge(got: &TensorData, bare: &[TensorData]) -> Verdict {
 /// [`BARE_RERUNS`] times, and each differing output is judged against all its bare runs:
 /// - bitwise equal to one of them: equivalent;
 /// - every bare run gave the same bytes (the bare backend is deterministic there) and
-///   `Mixed`'s differ: the test fails, however small the difference;
-/// - the bare runs differ among themselves (measured over at least [`SPREAD_RUNS`] runs):
-///   `Mixed` is equivalent when no element of it lies further outside the bare runs' range
-///   than their run-to-run spread (the largest elementwise difference between two bare
-///   runs), and the test fails otherwise.
+///   `Mixed`'s differ in each of up to [`MIXED_RUNS`] runs: the test fails, however small
+///   the difference;
+/// - the bare runs differ among themselves (measured over at least [`SPREAD_RUNS`] runs,
+///   and on while `Mixed` lies outside their spread): `Mixed` is equivalent when no element
+///   of it lies further outside the bare runs' range than their run-to-run spread (the
+///   largest elementwise difference between two bare runs), in one of up to [`MIXED_RUNS`]
+///   runs of its own, and the test fails otherwise.
 pub fn assert_equivalent<B: Backend>(
     family: &str,
     device: &B::Device,
     bare: impl Fn(&B::Device, &mut Outputs),
-    mixed: impl FnOnce(&B::Device, &mut Outputs),
+    mixed: impl Fn(&B::Device, &mut Outputs),
 ) -> usize {
     let name = B::name(device);
     let mut want = Outputs::new();
@@ -412,12 +418,14 @@ pub fn assert_equivalent<B: Backend>(
         .filter(|&i| bitwise_diff(&got.entries[i].1, &want.entries[i].1).is_err())
         .map(|i| (i, vec![want.entries[i].1.clone()]))
         .collect();
-    // Rerun while an output is unresolved: not matched by a bare run, and either still
-    // looking deterministic or not yet measured over SPREAD_RUNS runs.
-    let unresolved = |(i, runs): &(usize, Vec<TensorData>)| {
-        let matched = runs.iter().any(|r| bitwise_diff(&got.entries[*i].1, r).is_ok());
-        let varies = runs.iter().any(|r| bitwise_diff(r, &runs[0]).is_err());
-        !matched && (!varies || runs.len() < SPREAD_RUNS)
+    // Rerun while an output is unresolved: not matched by a bare run, and either not yet
+    // measured over SPREAD_RUNS runs or still outside the bare runs' spread (a spread seen
+    // over a few runs understates a kernel whose float atomics add in a different order
+    // each run: observed once in 8 runs on Wgpu's deform_conv2d input gradient).
+    let unresolved = |(i, runs): &(usize, Vec<TensorData>)| match judge(&got.entries[*i].1, runs) {
+        Verdict::Bitwise => false,
+        Verdict::WithinSpread { .. } => runs.len() < SPREAD_RUNS,
+        Verdict::Differs(_) => true,
     };
     for _ in 0..BARE_RERUNS {
         if !differing.iter().any(unresolved) {
@@ -428,6 +436,28 @@ pub fn assert_equivalent<B: Backend>(
         assert_same_labels(&again, &want);
         for (i, runs) in &mut differing {
             runs.push(again.entries[*i].1.clone());
+        }
+    }
+    // Mixed runs the same kernels: a nondeterministic one can land, in one sample, in a tail
+    // the bare samples did not reach (seen on Wgpu's deform_conv2d input gradient: 2 ulps
+    // outside 13 varying bare runs, and once differing from 13 bare runs that happened to
+    // agree). So an output still judged different is computed by Mixed again, up to
+    // MIXED_RUNS times in all, and judged on its latest sample by the same rules; a
+    // forwarding bug differs in every sample and still fails.
+    for _ in 1..MIXED_RUNS {
+        let outside: Vec<usize> = differing
+            .iter()
+            .filter(|(i, runs)| matches!(judge(&got.entries[*i].1, runs), Verdict::Differs(_)))
+            .map(|(i, _)| *i)
+            .collect();
+        if outside.is_empty() {
+            break;
+        }
+        let mut again = Outputs::new();
+        mixed(device, &mut again);
+        assert_same_labels(&again, &want);
+        for i in outside {
+            got.entries[i].1 = again.entries[i].1.clone();
         }
     }
     let mut within_spread = 0;
