@@ -469,3 +469,10 @@ fn attention_takes_the_kernels_under_autocast() {
         assert!(worst <= 1.6e-2 * norm, "attention {label} within bf16's tolerance");
     }
 }
+
+/// Casts and a linear layer's gradients on the loops a CPU without AVX-512, or without its
+/// bf16 conversion, runs.
+#[test]
+fn with_fewer_simd_instructions() {
+    rerun_without_lanes(&["casts_round_to_nearest_even", "gradients_use_the_kernels_in_both_layerings"]);
+}

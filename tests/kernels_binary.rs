@@ -61,6 +61,38 @@ fn add_and_mul_are_bit_identical_to_flex() {
     }
 }
 
+/// Infinities, NaN, signed zeros, subnormals and overflow, in both operands, on a tensor
+/// large enough to be split across threads with a bias that does not start a new period at
+/// the split (32873 elements of 71 columns).
+#[test]
+fn special_values_across_threads_are_bit_identical_to_flex() {
+    let device = Default::default();
+    let (rows, cols) = (463, 71);
+    for dtype in HALVES {
+        // Representable values, so that building the operands rounds nothing.
+        let special = round_to(special_values().into_iter().map(f64::from).collect(), dtype);
+        let a = &special[..rows * cols];
+        let b: Vec<f64> = special[..cols].iter().rev().copied().collect();
+        for op in [Op::Add, Op::Mul] {
+            for (sa, sb, x, y) in [([1, rows, cols], [1, 1, cols], a, &b[..]), ([1, 1, cols], [1, rows, cols], &b[..], a), ([1, rows, cols], [1, rows, cols], a, a)] {
+                let context = format!("{dtype:?} {op:?} {sa:?} {sb:?}");
+                reset_host_kernel_calls();
+                let mixed = apply(op, tensor::<M, 3>(x, sa, dtype, &device), tensor(y, sb, dtype, &device));
+                assert_eq!(host_kernel_calls().binary, 1, "{context}");
+                let flex = apply(op, tensor::<Flex, 3>(x, sa, dtype, &device), tensor(y, sb, dtype, &device));
+                assert_same_bits(&context, mixed.into_data(), flex.into_data(), &[]);
+            }
+        }
+    }
+}
+
+/// The same comparisons on the loops a CPU without AVX-512, or without its bf16 conversion,
+/// runs.
+#[test]
+fn with_fewer_simd_instructions() {
+    rerun_without_lanes(&["add_and_mul_are_bit_identical_to_flex", "special_values_across_threads_are_bit_identical_to_flex", "gradients_in_both_layerings"]);
+}
+
 /// The gradients of `sum(f32(op(half(x), half(y))) * g)` for x and y.
 fn grads<A: AutodiffBackend>(op: Op, dtype: FloatDType, sa: [usize; 3], sb: [usize; 3], g: &[f64]) -> [TensorData; 2] {
     let device = Default::default();

@@ -138,3 +138,10 @@ fn gradients_in_both_layerings() {
 fn values_of(len: usize, dtype: FloatDType) -> Vec<f64> {
     values(len, 503, dtype)
 }
+
+/// The same convolutions on the conversion loops a CPU without AVX-512, or without its bf16
+/// conversion, runs.
+#[test]
+fn with_fewer_simd_instructions() {
+    rerun_without_lanes(&["forward_against_f64_and_flex", "gradients_in_both_layerings"]);
+}

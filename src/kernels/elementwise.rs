@@ -16,7 +16,8 @@ use core::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::gemm::Half;
+use super::BinaryOp;
+use super::gemm::{Half, with_lanes};
 
 /// The smallest share of work one thread takes.
 const BLOCK: usize = 1024;
@@ -86,7 +87,9 @@ fn write<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
 pub(crate) fn widen<T: Half>(input: &[T], out: &mut [MaybeUninit<f32>]) {
     let inputs = [input];
     blocks(out, &inputs, |out, inputs, start| {
-        let (mut buf, input) = ([0f32; F32_BLOCK], &inputs[0][start..start + out.len()]);
+        let input = &inputs[0][start..start + out.len()];
+        with_lanes!(super::lanes::widen(input, out));
+        let mut buf = [0f32; F32_BLOCK];
         for (out, input) in out.chunks_mut(F32_BLOCK).zip(input.chunks(F32_BLOCK)) {
             let buf = &mut buf[..out.len()];
             T::widen_slice(input, buf);
@@ -99,7 +102,9 @@ pub(crate) fn widen<T: Half>(input: &[T], out: &mut [MaybeUninit<f32>]) {
 pub(crate) fn narrow<T: Half>(input: &[f32], out: &mut [MaybeUninit<T>]) {
     let inputs = [input];
     blocks(out, &inputs, |out, inputs, start| {
-        let (mut buf, input) = ([T::zeroed(); F32_BLOCK], &inputs[0][start..start + out.len()]);
+        let input = &inputs[0][start..start + out.len()];
+        with_lanes!(super::lanes::narrow(input, out));
+        let mut buf = [T::zeroed(); F32_BLOCK];
         for (out, input) in out.chunks_mut(F32_BLOCK).zip(input.chunks(F32_BLOCK)) {
             let buf = &mut buf[..out.len()];
             T::narrow_slice(input, buf);
@@ -156,4 +161,31 @@ pub(crate) fn zip_f32<T: Half>(a: &[T], b: &[T], out: &mut [MaybeUninit<T>], f: 
             write(out, h);
         }
     });
+}
+
+/// `out[i] = op(a[i], b[i % b.len()])`, or `op(b[i % b.len()], a[i])` with `swap` (the
+/// operands' order kept for NaN payloads): one fused pass where the CPU has the lanes,
+/// the block loop of [`zip_f32`] elsewhere. The same values either way.
+pub(crate) fn binary<T: Half>(a: &[T], b: &[T], out: &mut [MaybeUninit<T>], op: BinaryOp, swap: bool) {
+    #[cfg(target_arch = "x86_64")]
+    if super::lanes::available() {
+        use super::lanes::{Add, Mul, zip};
+        let inputs = [a, b];
+        blocks(out, &inputs, |out, inputs, start| {
+            let (a, b) = (&inputs[0][start..start + out.len()], inputs[1]);
+            // SAFETY: the CPU has AVX-512F/BW/VL (checked above); `a` covers `out`, and `b`
+            // is not empty (callers pass shapes with elements, or an empty output).
+            unsafe {
+                match op {
+                    BinaryOp::Add => zip(a, b, start, out, Add, swap),
+                    BinaryOp::Mul => zip(a, b, start, out, Mul, swap),
+                }
+            }
+        });
+        return;
+    }
+    match swap {
+        false => zip_f32(a, b, out, move |u, v| op.apply(u, v)),
+        true => zip_f32(a, b, out, move |u, v| op.apply(v, u)),
+    }
 }

@@ -204,10 +204,10 @@ fn broadcast_f32<T: Half>(a: &FlexTensor, b: &FlexTensor, op: BinaryOp) -> Optio
     let (sa, sb) = (a.layout().shape(), b.layout().shape());
     let (x, y) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
     if sa == sb || repeats_over(sb, sa) {
-        return Some(filled::<T>(a, a.dtype(), |out| elementwise::zip_f32(x, y, out, move |u, v| op.apply(u, v))));
+        return Some(filled::<T>(a, a.dtype(), |out| elementwise::binary(x, y, out, op, false)));
     }
     if repeats_over(sa, sb) {
-        return Some(filled::<T>(b, b.dtype(), |out| elementwise::zip_f32(y, x, out, move |v, u| op.apply(u, v))));
+        return Some(filled::<T>(b, b.dtype(), |out| elementwise::binary(y, x, out, op, true)));
     }
     None
 }

@@ -14,9 +14,13 @@ use half::slice::HalfFloatSliceExt;
 use gemmkit::{Bias, MatMut, MatRef, Parallelism, Scalar};
 use rayon::prelude::*;
 
+use super::elementwise::overwrite;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use super::lanes::Lanes;
+
 /// The two half element types, as the kernels need them.
 pub(crate) trait Half:
-    gemmkit::FusedScalar + gemmkit::GemmScalar + burn::tensor::Element + bytemuck::Pod + Copy + Send + Sync
+    gemmkit::FusedScalar + gemmkit::GemmScalar + burn::tensor::Element + bytemuck::Pod + Copy + Send + Sync + Lanes
 {
     /// Widens to f32 (exact: every half value is an f32).
     fn widen_slice(src: &[Self], dst: &mut [f32]);
@@ -24,56 +28,40 @@ pub(crate) trait Half:
     fn narrow_slice(src: &[f32], dst: &mut [Self]);
 }
 
-/// Defines a slice loop that also has a copy compiled for AVX-512 (16 lanes; the default
-/// x86-64 target vectorizes for 4), taken at run time where the CPU has it: the same loop,
-/// so the same results.
-macro_rules! with_avx512 {
-    ($(#[$doc:meta])* fn $name:ident($src:ident: &[$s:ty], $dst:ident: &mut [$d:ty]) $body:block) => {
-        $(#[$doc])*
-        fn $name($src: &[$s], $dst: &mut [$d]) {
-            #[inline(always)]
-            fn portable($src: &[$s], $dst: &mut [$d]) $body
+/// Off x86-64 there are no fused loops: every half type qualifies.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) trait Lanes {}
+#[cfg(not(target_arch = "x86_64"))]
+impl<T> Lanes for T {}
 
-            #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f,avx512bw")]
-            fn avx512($src: &[$s], $dst: &mut [$d]) {
-                portable($src, $dst)
-            }
-
-            #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512bw") {
-                // SAFETY: the CPU has AVX-512F/BW (checked just above).
-                return unsafe { avx512($src, $dst) };
-            }
-            portable($src, $dst)
+/// Runs `$call`, one of the fused AVX-512 loops of `lanes`, and returns its result, where
+/// the CPU has them; falls through to the portable code that follows elsewhere.
+macro_rules! with_lanes {
+    ($call:expr) => {
+        #[cfg(target_arch = "x86_64")]
+        if super::lanes::available() {
+            // SAFETY: the CPU has AVX-512F/BW/VL (checked just above).
+            #[allow(unused_unsafe)]
+            return unsafe { $call };
         }
     };
 }
+pub(crate) use with_lanes;
 
+// The portable loops: bf16 is the top half of an f32, so widening is a shift, and
+// narrowing rounds the low half to nearest even with integer arithmetic (branch-free, so
+// the compiler vectorizes both; the `half` crate converts bf16 one element at a time). f16
+// goes through the `half` crate, which uses the CPU's F16C conversions where present.
 impl Half for bf16 {
-    // bf16 is the top half of an f32: widening is a shift, and narrowing rounds the low
-    // half to nearest even with integer arithmetic. Both are branch-free, so the compiler
-    // vectorizes them (the `half` crate converts bf16 one element at a time).
     fn widen_slice(src: &[Self], dst: &mut [f32]) {
-        widen_bf16(src, dst)
-    }
-    fn narrow_slice(src: &[f32], dst: &mut [Self]) {
-        narrow_bf16(src, dst)
-    }
-}
-
-with_avx512! {
-    /// bf16 -> f32 (exact): a shift.
-    fn widen_bf16(src: &[bf16], dst: &mut [f32]) {
+        with_lanes!(super::lanes::widen(src, overwrite(dst)));
         for (d, s) in dst.iter_mut().zip(src) {
             *d = f32::from_bits(u32::from(s.to_bits()) << 16);
         }
     }
-}
 
-with_avx512! {
-    /// f32 -> bf16, to nearest even, with integer arithmetic.
-    fn narrow_bf16(src: &[f32], dst: &mut [bf16]) {
+    fn narrow_slice(src: &[f32], dst: &mut [Self]) {
+        with_lanes!(super::lanes::narrow(src, overwrite(dst)));
         for (d, s) in dst.iter_mut().zip(src) {
             let bits = s.to_bits();
             let rounded = (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16;
@@ -85,66 +73,14 @@ with_avx512! {
 }
 
 impl Half for f16 {
-    // The `half` crate uses the CPU's F16C conversions where present (8 lanes); with
-    // AVX-512 the same conversion instructions take 16 (the same results: the hardware's
-    // conversion, round to nearest even).
     fn widen_slice(src: &[Self], dst: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { f16_avx512::widen(src, dst) };
-        }
+        with_lanes!(super::lanes::widen(src, overwrite(dst)));
         src.convert_to_f32_slice(dst)
     }
+
     fn narrow_slice(src: &[f32], dst: &mut [Self]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { f16_avx512::narrow(src, dst) };
-        }
+        with_lanes!(super::lanes::narrow(src, overwrite(dst)));
         dst.convert_from_f32_slice(src)
-    }
-}
-
-/// f16 <-> f32 with AVX-512's 16-lane conversions (`vcvtph2ps`, `vcvtps2ph`); the tail
-/// through the `half` crate.
-#[cfg(target_arch = "x86_64")]
-mod f16_avx512 {
-    use core::arch::x86_64::*;
-
-    use burn::tensor::f16;
-    use half::slice::HalfFloatSliceExt;
-
-    const LANES: usize = 16;
-
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn widen(src: &[f16], dst: &mut [f32]) {
-        let n = src.len().min(dst.len());
-        let body = n - n % LANES;
-        for (s, d) in src[..body].chunks_exact(LANES).zip(dst[..body].chunks_exact_mut(LANES)) {
-            // SAFETY: `s` holds 16 f16 (32 bytes) and `d` 16 f32 (64 bytes); unaligned
-            // loads and stores.
-            unsafe {
-                let h = _mm256_loadu_si256(s.as_ptr() as *const __m256i);
-                _mm512_storeu_ps(d.as_mut_ptr(), _mm512_cvtph_ps(h));
-            }
-        }
-        src[body..n].convert_to_f32_slice(&mut dst[body..n]);
-    }
-
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn narrow(src: &[f32], dst: &mut [f16]) {
-        let n = src.len().min(dst.len());
-        let body = n - n % LANES;
-        for (s, d) in src[..body].chunks_exact(LANES).zip(dst[..body].chunks_exact_mut(LANES)) {
-            // SAFETY: as in `widen`.
-            unsafe {
-                let v = _mm512_loadu_ps(s.as_ptr());
-                let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
-                _mm256_storeu_si256(d.as_mut_ptr() as *mut __m256i, h);
-            }
-        }
-        dst[body..n].convert_from_f32_slice(&src[body..n]);
     }
 }
 
@@ -223,11 +159,8 @@ pub(crate) fn column_sums<T: Half>(data: &[T], rows: usize, cols: usize) -> Vec<
         return Vec::new();
     }
     let band_sums = |band: &[T]| {
-        let (mut acc, mut row_f32) = (vec![0f32; cols], vec![0f32; cols]);
-        for row in band.chunks_exact(cols) {
-            T::widen_slice(row, &mut row_f32);
-            acc.iter_mut().zip(&row_f32).for_each(|(a, v)| *a += v);
-        }
+        let mut acc = vec![0f32; cols];
+        add_rows(band, cols, &mut acc);
         acc
     };
     let threads = if rows * cols >= 1 << 15 { rayon::current_num_threads().clamp(1, rows) } else { 1 };
@@ -240,6 +173,16 @@ pub(crate) fn column_sums<T: Half>(data: &[T], rows: usize, cols: usize) -> Vec<
     let mut out = vec![<T as Scalar>::ZERO; cols];
     T::narrow_slice(&acc, &mut out);
     out
+}
+
+/// Adds the widened `cols`-long rows of `rows` into `acc`, one row after another.
+fn add_rows<T: Half>(rows: &[T], cols: usize, acc: &mut [f32]) {
+    with_lanes!(super::lanes::add_rows(rows, cols, acc));
+    let mut row_f32 = vec![0f32; cols];
+    for row in rows.chunks_exact(cols) {
+        T::widen_slice(row, &mut row_f32);
+        acc.iter_mut().zip(&row_f32).for_each(|(a, v)| *a += v);
+    }
 }
 
 /// Per-channel sums of a contiguous `[batch, channels, inner]` tensor (a convolution's bias

@@ -29,6 +29,8 @@ mod flex;
 mod flex_conv;
 #[cfg(feature = "flex")]
 mod gemm;
+#[cfg(feature = "flex")]
+mod lanes;
 
 #[cfg(feature = "flex")]
 use core::any::TypeId;
@@ -43,6 +45,10 @@ use burn::tensor::{DType, FloatDType, TensorMetadata};
 
 /// The environment variable that turns the host fast path off when set to `0`.
 pub const HOST_KERNELS_ENV: &str = "MIXED_HOST_KERNELS";
+/// The environment variable that, set to `0`, keeps the host fast path but runs its
+/// element-wise loops without AVX-512 (as on a CPU without it), and set to `avx512`, with
+/// AVX-512 but without its bf16 conversion instruction (read once per process).
+pub const HOST_LANES_ENV: &str = "MIXED_HOST_LANES";
 
 /// Half-precision ops a backend can run faster than its own kernels.
 ///

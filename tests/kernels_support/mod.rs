@@ -144,3 +144,28 @@ pub fn representable(dtype: FloatDType) -> Vec<f32> {
     special_values().into_iter().map(|x| round_to(vec![f64::from(x)], dtype)[0] as f32).collect()
 }
 
+
+/// Runs `tests` of this test binary again in child processes with `MIXED_HOST_LANES=0`
+/// and `=avx512`, so that the element-wise loops a CPU without AVX-512, or without its bf16
+/// conversion, takes are checked here too (the switch is read once per process). Asserts
+/// that each ran and passed.
+pub fn rerun_without_lanes(tests: &[&str]) {
+    use burn_mixed::kernels::HOST_LANES_ENV;
+    if std::env::var(HOST_LANES_ENV).is_ok() {
+        return; // Already a child.
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    for level in ["0", "avx512"] {
+        for test in tests {
+            let out = std::process::Command::new(&exe)
+                .args([test, "--exact", "--test-threads=1"])
+                .env(HOST_LANES_ENV, level)
+                .output()
+                .expect("the test binary runs");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "{test} with {HOST_LANES_ENV}={level} failed:\n{stdout}\n{stderr}");
+            assert!(stdout.contains("1 passed"), "{test} ran with {HOST_LANES_ENV}={level}:\n{stdout}");
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! Element-wise loops fused into one pass over AVX-512 registers, 16 elements at a time:
+//! load the half values, widen them, compute in f32, round once and store, with masked
+//! loads and stores for the last partial group (no scalar tail). Taken where the CPU has
+//! AVX-512F/BW/VL (checked at run time by [`available`]); the block loops of
+//! `elementwise` run everywhere else, and where `MIXED_HOST_LANES=0` asks for them.
+//! bf16 rounds with `vcvtneps2bf16` where the CPU has AVX512-BF16 (`MIXED_HOST_LANES=avx512`
+//! keeps to the integer rounding, for comparison).
+//!
+//! Why: the block loops make five passes over L1 buffers per block (widen each operand,
+//! the op, round, copy out), and left a broadcast add at 1.17-1.26x and a mul at
+//! 1.31-1.46x Flex's f32 time; here each element is loaded, computed and stored once.
+//!
+//! Results are the block loops' bit for bit: the same exact widening, the same f32 op,
+//! and the same rounding (f16: the hardware's conversion, to nearest even; bf16: the same
+//! integer rounding, NaN made quiet).
+
+#![cfg(target_arch = "x86_64")]
+
+use core::arch::x86_64::*;
+use core::mem::MaybeUninit;
+use std::sync::OnceLock;
+
+use burn::tensor::{bf16, f16};
+
+const LANES: usize = 16;
+
+/// What the CPU offers these loops, capped by `MIXED_HOST_LANES` (`0`: none, the
+/// portable loops; `avx512`: no bf16 conversion instruction), decided once per process.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Portable,
+    Avx512,
+    Avx512Bf16,
+}
+
+fn level() -> Level {
+    static LEVEL: OnceLock<Level> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cap = match std::env::var(super::HOST_LANES_ENV).as_deref().map(str::trim) {
+            Ok("0") => Level::Portable,
+            Ok("avx512") => Level::Avx512,
+            _ => Level::Avx512Bf16,
+        };
+        let cpu = if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vl")) {
+            Level::Portable
+        } else if is_x86_feature_detected!("avx512bf16") {
+            Level::Avx512Bf16
+        } else {
+            Level::Avx512
+        };
+        cap.min(cpu)
+    })
+}
+
+/// Whether these loops run here.
+pub(crate) fn available() -> bool {
+    level() > Level::Portable
+}
+
+/// The lanes of the first `n` elements of a group (`n <= 16`).
+#[inline]
+fn mask(n: usize) -> __mmask16 {
+    if n >= LANES { 0xffff } else { (1u16 << n) - 1 }
+}
+
+/// A half type's 16-lane load (widening) and store (rounding).
+pub(crate) trait Lanes: Copy {
+    /// The masked lanes of `src` widened to f32 (0 elsewhere; nothing outside the mask is
+    /// read).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F/BW/VL, and `src` is readable for the masked lanes.
+    unsafe fn load(src: *const Self, mask: __mmask16) -> __m512;
+
+    /// `v` rounded to the half type, stored into the masked lanes of `dst`.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F/BW/VL, and `dst` is writable for the masked lanes.
+    unsafe fn store(dst: *mut Self, v: __m512, mask: __mmask16);
+
+    /// [`Lanes::store`] with the CPU's own conversion instruction where it has one that
+    /// rounds the same (bf16: `vcvtneps2bf16`, one instruction for the ten of the integer
+    /// rounding); the same results.
+    ///
+    /// # Safety
+    /// As [`Lanes::store`], and the CPU has AVX512-BF16.
+    unsafe fn store_native(dst: *mut Self, v: __m512, mask: __mmask16);
+}
+
+impl Lanes for bf16 {
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn load(src: *const Self, mask: __mmask16) -> __m512 {
+        // SAFETY: the caller's contract (features, readable lanes).
+        let bits = unsafe { _mm256_maskz_loadu_epi16(mask, src as *const i16) };
+        // bf16 is the top half of an f32.
+        _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(bits)))
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn store(dst: *mut Self, v: __m512, mask: __mmask16) {
+        let bits = _mm512_castps_si512(v);
+        // To nearest even: add 0x7fff plus the lowest kept bit, keep the top half.
+        let lsb = _mm512_and_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(1));
+        let rounded = _mm512_srli_epi32::<16>(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))));
+        // NaN keeps its sign and top payload bits, made quiet.
+        let magnitude = _mm512_and_si512(bits, _mm512_set1_epi32(0x7fff_ffff));
+        let is_nan = _mm512_cmpgt_epu32_mask(magnitude, _mm512_set1_epi32(0x7f80_0000));
+        let quiet = _mm512_or_si512(_mm512_srli_epi32::<16>(bits), _mm512_set1_epi32(0x0040));
+        let halves = _mm512_cvtepi32_epi16(_mm512_mask_blend_epi32(is_nan, rounded, quiet));
+        // SAFETY: the caller's contract (features, writable lanes).
+        unsafe { _mm256_mask_storeu_epi16(dst as *mut i16, mask, halves) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512bf16")]
+    unsafe fn store_native(dst: *mut Self, v: __m512, mask: __mmask16) {
+        // `vcvtneps2bf16` flushes subnormal inputs to zero, where rounding keeps them (bf16
+        // has f32's exponent range): a group with one takes the integer rounding. NaN and
+        // everything else round as there (checked bit for bit by the cast tests).
+        let bits = _mm512_castps_si512(v);
+        let exponent_zero = _mm512_testn_epi32_mask(bits, _mm512_set1_epi32(0x7f80_0000));
+        let fraction = _mm512_test_epi32_mask(bits, _mm512_set1_epi32(0x007f_ffff));
+        if exponent_zero & fraction & mask != 0 {
+            // SAFETY: the caller's contract.
+            return unsafe { Self::store(dst, v, mask) };
+        }
+        let halves: __m256i = unsafe { core::mem::transmute(_mm512_cvtneps_pbh(v)) };
+        // SAFETY: the caller's contract (features, writable lanes).
+        unsafe { _mm256_mask_storeu_epi16(dst as *mut i16, mask, halves) }
+    }
+}
+
+impl Lanes for f16 {
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn load(src: *const Self, mask: __mmask16) -> __m512 {
+        // SAFETY: the caller's contract (features, readable lanes).
+        _mm512_cvtph_ps(unsafe { _mm256_maskz_loadu_epi16(mask, src as *const i16) })
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn store(dst: *mut Self, v: __m512, mask: __mmask16) {
+        let halves = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
+        // SAFETY: the caller's contract (features, writable lanes).
+        unsafe { _mm256_mask_storeu_epi16(dst as *mut i16, mask, halves) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    unsafe fn store_native(dst: *mut Self, v: __m512, mask: __mmask16) {
+        // SAFETY: the caller's contract (`vcvtps2ph` is already the native conversion).
+        unsafe { Self::store(dst, v, mask) }
+    }
+}
+
+/// An element-wise op on f32 lanes.
+pub(crate) trait LaneOp: Copy {
+    /// # Safety
+    /// The CPU has AVX-512F.
+    unsafe fn apply(self, a: __m512, b: __m512) -> __m512;
+}
+
+#[derive(Clone, Copy)]
+pub(crate) struct Add;
+#[derive(Clone, Copy)]
+pub(crate) struct Mul;
+
+impl LaneOp for Add {
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn apply(self, a: __m512, b: __m512) -> __m512 {
+        _mm512_add_ps(a, b)
+    }
+}
+
+impl LaneOp for Mul {
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn apply(self, a: __m512, b: __m512) -> __m512 {
+        _mm512_mul_ps(a, b)
+    }
+}
+
+/// `out[i] = widen(src[i])`.
+///
+/// # Safety
+/// The CPU has AVX-512F/BW/VL ([`available`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(crate) unsafe fn widen<T: Lanes>(src: &[T], out: &mut [MaybeUninit<f32>]) {
+    let n = src.len().min(out.len());
+    let (src, out) = (src.as_ptr(), out.as_mut_ptr() as *mut f32);
+    for at in (0..n).step_by(LANES) {
+        let m = mask(n - at);
+        // SAFETY: the masked lanes lie in `at..n`, inside both slices.
+        unsafe { _mm512_mask_storeu_ps(out.add(at), m, T::load(src.add(at), m)) }
+    }
+}
+
+/// The loops that round into a half type, compiled once per way of rounding: `$store` is
+/// [`Lanes::store`] or [`Lanes::store_native`], under the target features it needs.
+macro_rules! rounding_loops {
+    ($module:ident, $features:literal, $store:ident) => {
+        mod $module {
+            use super::*;
+
+            /// `out[i] = narrow(src[i])`.
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn narrow<T: Lanes>(src: &[f32], out: &mut [MaybeUninit<T>]) {
+                let n = src.len().min(out.len());
+                let (src, out) = (src.as_ptr(), out.as_mut_ptr() as *mut T);
+                for at in (0..n).step_by(LANES) {
+                    let m = mask(n - at);
+                    // SAFETY: the masked lanes lie in `at..n`, inside both slices.
+                    unsafe { T::$store(out.add(at), _mm512_maskz_loadu_ps(m, src.add(at)), m) }
+                }
+            }
+
+            /// See [`super::zip`].
+            #[target_feature(enable = $features)]
+            pub(super) unsafe fn zip<T: Lanes, Op: LaneOp>(a: &[T], b: &[T], start: usize, out: &mut [MaybeUninit<T>], op: Op, swap: bool) {
+                let (n, period) = (out.len(), b.len());
+                assert!(a.len() >= n && period > 0, "operands cover the output");
+                let (a, b, out) = (a.as_ptr(), b.as_ptr(), out.as_mut_ptr() as *mut T);
+                let (mut done, mut at) = (0, start % period);
+                // Runs over which `b` is contiguous: up to the end of its period.
+                while done < n {
+                    let run = (period - at).min(n - done);
+                    for i in (0..run).step_by(LANES) {
+                        let m = mask(run - i);
+                        // SAFETY: the masked lanes lie in `done + i..done + run` of `a` and
+                        // `out`, and in `at + i..at + run <= period` of `b`.
+                        unsafe {
+                            let (x, y) = (T::load(a.add(done + i), m), T::load(b.add(at + i), m));
+                            let v = if swap { op.apply(y, x) } else { op.apply(x, y) };
+                            T::$store(out.add(done + i), v, m);
+                        }
+                    }
+                    done += run;
+                    at = 0;
+                }
+            }
+        }
+    };
+}
+
+rounding_loops!(integer, "avx512f,avx512bw,avx512vl", store);
+rounding_loops!(native, "avx512f,avx512bw,avx512vl,avx512bf16", store_native);
+
+fn has_bf16_conversion() -> bool {
+    level() == Level::Avx512Bf16
+}
+
+/// `out[i] = narrow(src[i])`.
+///
+/// # Safety
+/// The CPU has AVX-512F/BW/VL ([`available`]).
+pub(crate) unsafe fn narrow<T: Lanes>(src: &[f32], out: &mut [MaybeUninit<T>]) {
+    // SAFETY: the caller's contract, and AVX512-BF16 where the native loop runs.
+    unsafe {
+        match has_bf16_conversion() {
+            true => native::narrow(src, out),
+            false => integer::narrow(src, out),
+        }
+    }
+}
+
+/// `out[i] = op(a[i], b[i % b.len()])`, or `op(b[..], a[i])` with `swap`: `b` as long as
+/// `out`, or repeating over it from position `start % b.len()` (a bias over the rows).
+///
+/// # Safety
+/// The CPU has AVX-512F/BW/VL ([`available`]); `a` is at least as long as `out`, and `b`
+/// is not empty.
+pub(crate) unsafe fn zip<T: Lanes, Op: LaneOp>(a: &[T], b: &[T], start: usize, out: &mut [MaybeUninit<T>], op: Op, swap: bool) {
+    // SAFETY: the caller's contract, and AVX512-BF16 where the native loop runs.
+    unsafe {
+        match has_bf16_conversion() {
+            true => native::zip(a, b, start, out, op, swap),
+            false => integer::zip(a, b, start, out, op, swap),
+        }
+    }
+}
+
+/// Adds every `cols`-long row of `rows` (widened) into `acc`, in row order: the same f32
+/// sums as adding the widened rows one after another. Columns are taken 128 at a time,
+/// their sums kept in eight registers down all the rows (a loop that loaded and stored
+/// `acc` for every row ran at 1.1-1.3x Flex's f32 column sum).
+///
+/// # Safety
+/// The CPU has AVX-512F/BW/VL ([`available`]); `acc` holds `cols` values.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(crate) unsafe fn add_rows<T: Lanes>(rows: &[T], cols: usize, acc: &mut [f32]) {
+    const GROUPS: usize = 8;
+    assert!(acc.len() == cols && cols > 0, "one sum per column");
+    let (acc, n_rows) = (acc.as_mut_ptr(), rows.len() / cols);
+    for first in (0..cols).step_by(GROUPS * LANES) {
+        let width = (cols - first).min(GROUPS * LANES);
+        // Groups past the last column have an empty mask: they read and write nothing.
+        let masks: [__mmask16; GROUPS] = core::array::from_fn(|g| mask(width.saturating_sub(g * LANES)));
+        // SAFETY: each masked lane is a column in `first..first + width < cols`, of `acc`
+        // and of every one of the `n_rows` rows.
+        unsafe {
+            let mut sums: [__m512; GROUPS] = core::array::from_fn(|g| _mm512_maskz_loadu_ps(masks[g], acc.add(first + g * LANES)));
+            for r in 0..n_rows {
+                let row = rows.as_ptr().add(r * cols + first);
+                for g in 0..GROUPS {
+                    sums[g] = _mm512_add_ps(sums[g], T::load(row.add(g * LANES), masks[g]));
+                }
+            }
+            for g in 0..GROUPS {
+                _mm512_mask_storeu_ps(acc.add(first + g * LANES), masks[g], sums[g]);
+            }
+        }
+    }
+}
