@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use burn::backend::Flex;
 use burn::tensor::activation::relu;
-use burn::tensor::module::linear;
+use burn::tensor::module::{attention, linear};
+use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Distribution, FloatDType, Tensor};
 use burn_mixed::Mixed;
 use burn_mixed::kernels::with_host_kernels;
@@ -105,6 +106,13 @@ fn benches(c: &mut Criterion) {
     op("linear bias grad (sum over rows)", &|d| Work::Bytes(n * k * size(d)), &|d| {
         let g = random([ROWS, WIDTH], d);
         Box::new(move || drop(<M as burn::tensor::ops::ModuleOps<M>>::linear_bias_backward(g.clone().into_primitive().tensor())))
+    });
+
+    // The transformer step's attention: [batch 4, heads 4, seq 128, head dim 32].
+    op("attention 4x4x128x32", &|_| Work::Flops(4.0 * 16.0 * 128.0 * 128.0 * 32.0), &|d| {
+        let qkv = || random([4 * 4 * 128, 32], d).reshape([4, 4, 128, 32]);
+        let (q, k, v) = (qkv(), qkv(), qkv());
+        Box::new(move || drop(attention(q.clone(), k.clone(), v.clone(), None, None, AttentionModuleOptions::default())))
     });
 
     println!("\n{:<34} {:>10} {:>10} {:>9} {:>12}", "op (x 2048x256, w 256x256)", "config", "time", "vs f32", "throughput");

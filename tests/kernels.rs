@@ -462,6 +462,7 @@ fn attention_takes_the_kernels_under_autocast() {
     let (got_out, got_grad) = run(Some(FloatDType::BF16));
     let calls = host_kernel_calls();
     assert_eq!(calls.matmul, 2 + 4, "two products forward, four backward: {calls:?}");
+    assert_eq!((calls.softmax, calls.softmax_backward), (1, 1), "the softmax forward and backward: {calls:?}");
     for (label, got, want) in [("output", got_out, want_out), ("query gradient", got_grad, want_grad)] {
         let norm = want.iter().map(|w| w * w).sum::<f64>().sqrt();
         let worst = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0, f64::max);

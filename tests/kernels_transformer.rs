@@ -213,3 +213,94 @@ fn attention_gradients_over_head_views() {
     println!("attention gradient over head views: worst element error {:.2e} x norm", worst / norm);
     assert!(worst <= 1.6e-2 * norm, "gradient within bf16's tolerance");
 }
+
+/// f32 scores for the softmax kernel, `rows x n`: random spreads up to +-80 (exponents
+/// down to e^-160: zeros and subnormals after the shift), masked (`-inf`) entries, one row
+/// masked throughout, and one of equal scores.
+fn softmax_scores(rows: usize, n: usize) -> Vec<f32> {
+    let mut v: Vec<f32> = values(rows * n, 420, FloatDType::F32).iter().enumerate().map(|(i, x)| (x * [1.0, 8.0, 80.0][i / n % 3]) as f32).collect();
+    v.iter_mut().step_by(7).for_each(|x| *x = f32::NEG_INFINITY);
+    v[n..2 * n].fill(f32::NEG_INFINITY);
+    v[2 * n..3 * n].fill(0.25);
+    v
+}
+
+fn softmax_reference(scores: &[f32], n: usize) -> Vec<f64> {
+    scores
+        .chunks(n)
+        .flat_map(|row| {
+            let max = row.iter().map(|x| f64::from(*x)).fold(f64::from(f32::MIN), f64::max);
+            let exp: Vec<f64> = row.iter().map(|x| (f64::from(*x) - max).exp()).collect();
+            let sum = exp.iter().sum::<f64>().max(f64::from(f32::MIN_POSITIVE));
+            exp.into_iter().map(move |e| e / sum)
+        })
+        .collect()
+}
+
+/// The softmax kernel rounds once from an f32 value: no element further from the f64
+/// softmax than 0.5 ulp of the half dtype plus the f32 sum's error (n f32 epsilons, below
+/// 0.02 ulp here), masked entries and fully masked rows exactly 0. Rows of 37 (16-lane groups
+/// and a tail) and of 300 (split across threads).
+#[test]
+fn softmax_kernel_rounds_once_from_f32() {
+    use burn::tensor::TensorPrimitive;
+    use burn_mixed::kernels::HostKernels;
+    for (rows, n) in [(15, 37), (400, 300)] {
+        let scores = softmax_scores(rows, n);
+        let want = softmax_reference(&scores, n);
+        for dtype in HALVES {
+            let input = Tensor::<Flex, 2>::from_data(TensorData::new(scores.clone(), [rows, n]), &Default::default());
+            let out = <Flex as HostKernels>::half_softmax(input.into_primitive().tensor(), dtype).unwrap_or_else(|_| panic!("{dtype:?}: taken"));
+            let out = Tensor::<Flex, 2>::from_primitive(TensorPrimitive::Float(out));
+            assert_eq!(out.dtype(), DType::from(dtype));
+            let got = read(out);
+            for (i, ((g, w), x)) in got.iter().zip(&want).zip(&scores).enumerate() {
+                if *x == f32::NEG_INFINITY || (n..2 * n).contains(&i) {
+                    assert_eq!(g.to_bits(), 0, "{dtype:?} [{rows}, {n}] #{i}: a masked score gives +0");
+                    continue;
+                }
+                // The f32 part: the row sum's roundings, at most n of f32's epsilon.
+                let f32_part = n as f64 * f64::from(f32::EPSILON) * w.abs() / ulp(*w, dtype);
+                let off = (g - w).abs() / ulp(*w, dtype);
+                assert!(off <= 0.5 + f32_part, "{dtype:?} [{rows}, {n}] #{i}: {g:e} is {off:.3} ulp from {w:e}");
+            }
+            let uniform = &got[2 * n..3 * n];
+            assert!(uniform.iter().all(|p| *p == uniform[0]), "{dtype:?}: equal scores, equal probabilities");
+        }
+    }
+}
+
+/// Softmax's backward kernel against the same formula in f64 on the same half inputs:
+/// f32 arithmetic, so within 1e-5 of the terms' size.
+#[test]
+fn softmax_backward_kernel_matches_f64() {
+    use burn::tensor::TensorPrimitive;
+    use burn_mixed::kernels::HostKernels;
+    for (rows, n) in [(15, 37), (400, 300)] {
+        let want_p = softmax_reference(&softmax_scores(rows, n), n);
+        for dtype in HALVES {
+            let (p, g) = (round_to(want_p.clone(), dtype), values(rows * n, 421, dtype));
+            let half = |v: &[f64]| tensor::<Flex, 2>(v, [rows, n], dtype, &Default::default()).into_primitive().tensor();
+            let out = <Flex as HostKernels>::half_softmax_backward(half(&p), half(&g)).unwrap_or_else(|_| panic!("{dtype:?}: taken"));
+            let out = Tensor::<Flex, 2>::from_primitive(TensorPrimitive::Float(out));
+            assert_eq!(out.dtype(), DType::F32);
+            let got = read(out);
+            for (r, ((p, g), got)) in p.chunks(n).zip(g.chunks(n)).zip(got.chunks(n)).enumerate() {
+                let dot: f64 = p.iter().zip(g).map(|(p, g)| p * g).sum();
+                let scale: f64 = p.iter().zip(g).map(|(p, g)| (p * g).abs()).sum();
+                for j in 0..n {
+                    let want = p[j] * (g[j] - dot);
+                    let bound = 1e-5 * p[j] * (g[j].abs() + scale) + 1e-30;
+                    assert!((got[j] - want).abs() <= bound, "{dtype:?} row {r} #{j}: {} vs {want}", got[j]);
+                }
+            }
+        }
+    }
+}
+
+/// The softmax kernels on the loops a CPU without AVX-512, or without its bf16 conversion,
+/// runs.
+#[test]
+fn with_fewer_simd_instructions() {
+    rerun_without_lanes(&["softmax_kernel_rounds_once_from_f32", "softmax_backward_kernel_matches_f64"]);
+}

@@ -16,8 +16,11 @@ use burn::tensor::{FloatDType, Shape, TensorMetadata};
 
 /// `softmax(q @ k^T * scale (+ masks, bias)) @ v` for `[batch, heads, seq, head_dim]`
 /// inputs in f16 or bf16, with the scores in f32.
+/// `softmax` turns the f32 scores into probabilities of the given half dtype (a host
+/// kernel, or [`softmax_then_cast`]).
 pub(crate) fn scores_in_f32<B: Backend>(
     (query, key, value, mask, attn_bias, options): AttentionArgs<B>,
+    softmax: impl FnOnce(FloatTensor<B>, FloatDType) -> FloatTensor<B>,
 ) -> FloatTensor<B> {
     let half = FloatDType::from(query.dtype());
     let head_dim = query.shape()[3];
@@ -40,8 +43,12 @@ pub(crate) fn scores_in_f32<B: Backend>(
     if let Some(bias) = attn_bias {
         scores = B::float_add(scores, B::float_cast(bias, FloatDType::F32));
     }
-    let probabilities = masked_softmax::<B>(scores);
-    B::float_matmul(B::float_cast(probabilities, half), value)
+    B::float_matmul(softmax(scores, half), value)
+}
+
+/// The softmax of f32 scores in f32 ([`masked_softmax`]), then cast to `half`.
+pub(crate) fn softmax_then_cast<B: Backend>(scores: FloatTensor<B>, half: FloatDType) -> FloatTensor<B> {
+    B::float_cast(masked_softmax::<B>(scores), half)
 }
 
 /// Softmax over the last dimension that gives 0 (not NaN) for a row whose every score is

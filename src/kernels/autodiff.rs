@@ -278,7 +278,40 @@ impl<B: HostKernels> Backward<B, 2> for HalfBinary {
     }
 }
 
+#[derive(Debug)]
+struct HalfSoftmax;
+
+impl<B: HostKernels> Backward<B, 1> for HalfSoftmax {
+    /// The half probabilities, all the backward needs (2 bytes a score, where the f32 ops
+    /// kept their f32 exponentials too).
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        let p = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |g| {
+            B::half_softmax_backward(p, g).unwrap_or_else(|(p, g)| {
+                // The same formula on the inner backend's ops, in f32.
+                let (p, g) = (B::float_cast(p, FloatDType::F32), B::float_cast(g, FloatDType::F32));
+                let last = p.shape().num_dims() - 1;
+                let dot = B::float_sum_dim(B::float_mul(g.clone(), p.clone()), last);
+                B::float_mul(p, B::float_sub(g, dot))
+            })
+        });
+    }
+}
+
 impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
+    fn half_softmax(scores: FloatTensor<Self>, dtype: FloatDType) -> Result<FloatTensor<Self>, CastArgs<Self>> {
+        let out = match B::half_softmax(scores.primitive.clone(), dtype) {
+            Ok(out) => out,
+            Err(_) => return Err((scores, dtype)),
+        };
+        Ok(match HalfSoftmax.prepare::<C>([scores.node.clone()]).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => prep.finish(out.clone(), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        })
+    }
+
     fn half_binary(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, op: BinaryOp) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
         let out = match B::half_binary(lhs.primitive.clone(), rhs.primitive.clone(), op) {
             Ok(out) => out,

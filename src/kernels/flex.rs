@@ -17,6 +17,7 @@ use burn::tensor::{DType, FloatDType, Shape, bf16, f16};
 use super::elementwise;
 use super::gemm::{self, Half, View};
 use super::flex_conv;
+use super::softmax;
 use super::{BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, HostKernels, LinearArgs, MatmulArgs, count};
 
 impl HostKernels for Flex {
@@ -110,6 +111,24 @@ impl HostKernels for Flex {
             _ => None,
         };
         result.inspect(|_| count(|c| &mut c.binary)).ok_or((lhs, rhs))
+    }
+
+    fn half_softmax(scores: FlexTensor, dtype: FloatDType) -> Result<FlexTensor, CastArgs<Flex>> {
+        let out = match (scores.dtype(), dtype) {
+            (DType::F32, FloatDType::BF16) => softmax_rows::<bf16>(&scores),
+            (DType::F32, FloatDType::F16) => softmax_rows::<f16>(&scores),
+            _ => None,
+        };
+        out.inspect(|_| count(|c| &mut c.softmax)).ok_or((scores, dtype))
+    }
+
+    fn half_softmax_backward(p: FlexTensor, g: FlexTensor) -> Result<FlexTensor, MatmulArgs<Flex>> {
+        let result = match (p.dtype(), g.dtype()) {
+            (DType::BF16, DType::BF16) => softmax_grad_rows::<bf16>(&p, &g),
+            (DType::F16, DType::F16) => softmax_grad_rows::<f16>(&p, &g),
+            _ => None,
+        };
+        result.inspect(|_| count(|c| &mut c.softmax_backward)).ok_or((p, g))
     }
 
     fn half_cast(tensor: FlexTensor, dtype: FloatDType) -> Result<FlexTensor, CastArgs<Flex>> {
@@ -236,6 +255,26 @@ fn unary_f32<T: Half>(x: &FlexTensor, f: impl Fn(f32) -> f32 + Sync + Send) -> O
 /// `f` in f32 on every pair of elements of two contiguous half tensors of one shape.
 fn binary_f32<T: Half>(a: &FlexTensor, b: &FlexTensor, f: impl Fn(f32, f32) -> f32 + Sync + Send) -> Option<FlexTensor> {
     zipped::<T>(a, b, |x, y, out| elementwise::zip_f32(x, y, out, f))
+}
+
+/// The length of the last dimension of a contiguous tensor of rank >= 1 with elements.
+fn row_length(x: &FlexTensor) -> Option<usize> {
+    let shape = x.layout().shape();
+    let n = *shape.to_vec().last()?;
+    (n > 0).then_some(n)
+}
+
+fn softmax_rows<T: Half>(scores: &FlexTensor) -> Option<FlexTensor> {
+    let (values, n) = (scores.as_slice::<f32>()?, row_length(scores)?);
+    Some(filled::<T>(scores, T::dtype(), |out| softmax::forward(values, n, out)))
+}
+
+fn softmax_grad_rows<T: Half>(p: &FlexTensor, g: &FlexTensor) -> Option<FlexTensor> {
+    if p.layout().shape() != g.layout().shape() {
+        return None;
+    }
+    let (pv, gv, n) = (p.as_slice::<T>()?, g.as_slice::<T>()?, row_length(p)?);
+    Some(filled::<f32>(p, DType::F32, |out| softmax::backward(pv, gv, n, out)))
 }
 
 fn narrowed<T: Half>(x: &FlexTensor) -> Option<FlexTensor> {

@@ -309,3 +309,92 @@ pub(crate) unsafe fn add_rows<T: Lanes>(rows: &[T], cols: usize, acc: &mut [f32]
         }
     }
 }
+
+/// `e^x` on f32 lanes, within about one f32 rounding: `x = k ln 2 + r` with `|r| <= ln 2 / 2`,
+/// `e^r` from its Taylor series to the 8th power (truncation below 1e-8 relative) and the
+/// power of two applied with `vscalefps` (subnormal and zero results included: `-inf`
+/// gives 0). NaN stays NaN.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn exp(x: __m512) -> __m512 {
+    // Below -104, e^x rounds to 0 in f32; above 88.8 it overflows. `max`/`min` return
+    // their second operand for NaN, so NaN passes through.
+    let x = _mm512_min_ps(_mm512_set1_ps(88.8), _mm512_max_ps(_mm512_set1_ps(-104.0), x));
+    let k = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(x, _mm512_set1_ps(core::f32::consts::LOG2_E)));
+    // ln 2 in two parts, the first with trailing zeros so that `k * LN2_HI` is exact.
+    const LN2_HI: f32 = 0.693_145_75;
+    const LN2_LO: f32 = 1.428_606_8e-6;
+    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_HI), x);
+    let r = _mm512_fnmadd_ps(k, _mm512_set1_ps(LN2_LO), r);
+    let mut p = _mm512_set1_ps(1.0 / 40320.0);
+    for c in [1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    }
+    _mm512_scalef_ps(p, k)
+}
+
+/// Softmax of each `n`-long row of `scores`, in f32, rounded once into `out`; `row` is a
+/// scratch row of `n` values. A row whose every score is `-inf` gives zeros (its maximum
+/// is taken as the lowest finite f32, its sum at least the smallest normal).
+///
+/// # Safety
+/// The CPU has AVX-512F/BW/VL ([`available`]); `out` is as long as `scores`, a whole
+/// number of rows, and `row` holds `n > 0` values.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(crate) unsafe fn softmax_rows<T: Lanes>(scores: &[f32], n: usize, row: &mut [f32], out: &mut [MaybeUninit<T>]) {
+    assert!(n > 0 && row.len() == n && scores.len() == out.len() && scores.len() % n == 0, "whole rows");
+    let (buf, out) = (row.as_mut_ptr(), out.as_mut_ptr() as *mut T);
+    for (r, x) in scores.chunks_exact(n).enumerate() {
+        let x = x.as_ptr();
+        // SAFETY: every masked lane is a column `< n` of this row, of `buf` and of `out`'s
+        // row `r`.
+        unsafe {
+            let mut max = _mm512_set1_ps(f32::MIN);
+            for at in (0..n).step_by(LANES) {
+                max = _mm512_max_ps(max, _mm512_mask_loadu_ps(_mm512_set1_ps(f32::MIN), mask(n - at), x.add(at)));
+            }
+            let max = _mm512_set1_ps(_mm512_reduce_max_ps(max));
+            let mut sum = _mm512_setzero_ps();
+            for at in (0..n).step_by(LANES) {
+                let m = mask(n - at);
+                let e = _mm512_maskz_mov_ps(m, exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(m, x.add(at)), max)));
+                _mm512_mask_storeu_ps(buf.add(at), m, e);
+                sum = _mm512_add_ps(sum, e);
+            }
+            let sum = _mm512_set1_ps(_mm512_reduce_add_ps(sum).max(f32::MIN_POSITIVE));
+            for at in (0..n).step_by(LANES) {
+                let m = mask(n - at);
+                T::store(out.add(r * n + at), _mm512_div_ps(_mm512_maskz_loadu_ps(m, buf.add(at)), sum), m);
+            }
+        }
+    }
+}
+
+/// Softmax's backward for each `n`-long row: `p * (g - sum(g * p))` in f32 from the half
+/// probabilities `p` and their gradient `g`.
+///
+/// # Safety
+/// The CPU has AVX-512F/BW/VL ([`available`]); `p`, `g` and `out` have one length, a whole
+/// number of `n > 0`-long rows.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(crate) unsafe fn softmax_grad_rows<T: Lanes>(p: &[T], g: &[T], n: usize, out: &mut [MaybeUninit<f32>]) {
+    assert!(n > 0 && p.len() == out.len() && g.len() == out.len() && out.len() % n == 0, "whole rows");
+    let rows = out.len() / n;
+    let (p, g, out) = (p.as_ptr(), g.as_ptr(), out.as_mut_ptr() as *mut f32);
+    for start in (0..rows).map(|r| r * n) {
+        // SAFETY: every masked lane is a column `< n` of the row at `start`, in all three.
+        unsafe {
+            let mut dot = _mm512_setzero_ps();
+            for at in (0..n).step_by(LANES) {
+                let m = mask(n - at);
+                dot = _mm512_fmadd_ps(T::load(g.add(start + at), m), T::load(p.add(start + at), m), dot);
+            }
+            let dot = _mm512_set1_ps(_mm512_reduce_add_ps(dot));
+            for at in (0..n).step_by(LANES) {
+                let m = mask(n - at);
+                let (pv, gv) = (T::load(p.add(start + at), m), T::load(g.add(start + at), m));
+                _mm512_mask_storeu_ps(out.add(start + at), m, _mm512_mul_ps(pv, _mm512_sub_ps(gv, dot)));
+            }
+        }
+    }
+}

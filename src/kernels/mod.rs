@@ -31,6 +31,8 @@ mod flex_conv;
 mod gemm;
 #[cfg(feature = "flex")]
 mod lanes;
+#[cfg(feature = "flex")]
+mod softmax;
 
 #[cfg(feature = "flex")]
 use core::any::TypeId;
@@ -130,6 +132,20 @@ pub trait HostKernels: Backend {
     /// A cast between f32 and f16/bf16 (either way), rounding to nearest even.
     fn half_cast(tensor: FloatTensor<Self>, dtype: FloatDType) -> Result<FloatTensor<Self>, CastArgs<Self>> {
         Err((tensor, dtype))
+    }
+
+    /// The softmax over the last dimension of an f32 tensor, computed in f32 and rounded once
+    /// to `dtype` (f16 or bf16): attention's probabilities, ready for the second product. A
+    /// row whose every score is `-inf` gives zeros.
+    fn half_softmax(scores: FloatTensor<Self>, dtype: FloatDType) -> Result<FloatTensor<Self>, CastArgs<Self>> {
+        Err((scores, dtype))
+    }
+
+    /// [`HostKernels::half_softmax`]'s backward: `p * (g - sum(g * p))` over the last
+    /// dimension, in f32, from the f16/bf16 probabilities `p` and their gradient `g` (same
+    /// dtype and shape); an f32 result.
+    fn half_softmax_backward(p: FloatTensor<Self>, g: FloatTensor<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
+        Err((p, g))
     }
 
     /// `lhs + rhs` or `lhs * rhs` for f16/bf16 tensors of one dtype, of one shape or one
@@ -238,13 +254,16 @@ pub struct HostKernelCalls {
     pub cast: u64,
     /// Element-wise add and mul.
     pub binary: u64,
+    /// Attention's softmax (f32 scores to half probabilities).
+    pub softmax: u64,
+    pub softmax_backward: u64,
 }
 
 thread_local! {
     static CALLS: Cell<HostKernelCalls> = const {
         Cell::new(HostKernelCalls {
             matmul: 0, linear: 0, sum_to_last: 0, relu: 0, relu_backward: 0, gelu: 0, gelu_backward: 0, conv2d: 0,
-            conv2d_backward: 0, cast: 0, binary: 0,
+            conv2d_backward: 0, cast: 0, binary: 0, softmax: 0, softmax_backward: 0,
         })
     };
 }
@@ -358,6 +377,10 @@ pub(crate) trait Composed: HostKernels {
         Self::half_cast(args.0, args.1)
     }
 
+    fn softmax_tupled(args: CastArgs<Self>) -> Result<FloatTensor<Self>, CastArgs<Self>> {
+        Self::half_softmax(args.0, args.1)
+    }
+
     fn add_tupled(args: MatmulArgs<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
         Self::half_binary(args.0, args.1, BinaryOp::Add)
     }
@@ -466,6 +489,17 @@ pub(crate) fn float_cast<B: Backend>(tensor: FloatTensor<B>, dtype: FloatDType) 
     host_backends!(B, args, cast_tupled)
 }
 
+/// Attention's softmax into half precision (see [`HostKernels::half_softmax`]), on a
+/// backend with host kernels.
+#[inline]
+pub(crate) fn softmax_to_half<B: Backend>(scores: FloatTensor<B>, dtype: FloatDType) -> Result<FloatTensor<B>, CastArgs<B>> {
+    if scores.dtype() != DType::F32 || !matches!(dtype, FloatDType::F16 | FloatDType::BF16) || !host_kernels_enabled() {
+        return Err((scores, dtype));
+    }
+    let args: CastArgs<B> = (scores, dtype);
+    host_backends!(B, args, softmax_tupled)
+}
+
 /// The inputs of `attention`, handed back when declined.
 pub(crate) type AttentionArgs<B> = (
     FloatTensor<B>,
@@ -505,5 +539,6 @@ pub(crate) fn attention<B: Backend>(
     if !is_half::<B>(&query) || !host_kernels_enabled() || !has_host_kernels::<B>() {
         return Err((query, key, value, mask, attn_bias, options));
     }
-    Ok(attention::scores_in_f32::<crate::Mixed<B>>((query, key, value, mask, attn_bias, options)))
+    let softmax = |scores, half| softmax_to_half::<B>(scores, half).unwrap_or_else(|(scores, half)| attention::softmax_then_cast::<crate::Mixed<B>>(scores, half));
+    Ok(attention::scores_in_f32::<crate::Mixed<B>>((query, key, value, mask, attn_bias, options), softmax))
 }

@@ -1,0 +1,72 @@
+//! Attention's softmax on host slices: each row's softmax computed in f32 and rounded once
+//! to the half dtype the second product takes, and its backward from those half
+//! probabilities. Rows are split across threads.
+//!
+//! Why one kernel: as separate f32 ops (maximum, subtract, exp, sum, divide, cast) the
+//! softmax made six passes over the `[batch, heads, seq, seq]` scores, and autodiff kept
+//! the f32 exponentials for the backward beside the half probabilities for the product (6
+//! bytes a score). The node over this kernel keeps only the half probabilities (2 bytes):
+//! its backward, `p * (g - sum(g * p))`, reads `p` rounded to the half dtype, an error of
+//! the same size as the rounding of `g`, the half gradient the second product hands back.
+
+use core::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+use super::gemm::{Half, with_lanes};
+
+/// Rows each thread takes at least (of `n` columns): about 2^14 elements.
+fn rows_per_task(rows: usize, n: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    rows.div_ceil(threads).max((1 << 14) / n.max(1)).max(1)
+}
+
+/// The softmax of every `n`-long row of `scores` (f32), rounded once into `out`. A row
+/// whose every score is `-inf` gives zeros.
+pub(crate) fn forward<T: Half>(scores: &[f32], n: usize, out: &mut [MaybeUninit<T>]) {
+    if out.is_empty() {
+        return;
+    }
+    let chunk = rows_per_task(out.len() / n, n) * n;
+    out.par_chunks_mut(chunk).zip(scores.par_chunks(chunk)).for_each(|(out, scores)| {
+        let mut row = vec![0f32; n];
+        rows(scores, n, &mut row, out);
+    });
+}
+
+fn rows<T: Half>(scores: &[f32], n: usize, row: &mut [f32], out: &mut [MaybeUninit<T>]) {
+    with_lanes!(super::lanes::softmax_rows(scores, n, row, out));
+    let mut rounded = vec![T::zeroed(); n];
+    for (x, out) in scores.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
+        let max = x.iter().copied().fold(f32::MIN, f32::max);
+        row.iter_mut().zip(x).for_each(|(e, x)| *e = (x - max).exp());
+        let sum = row.iter().sum::<f32>().max(f32::MIN_POSITIVE);
+        row.iter_mut().for_each(|e| *e /= sum);
+        T::narrow_slice(row, &mut rounded);
+        out.iter_mut().zip(&rounded).for_each(|(o, v)| {
+            o.write(*v);
+        });
+    }
+}
+
+/// Softmax's backward for every `n`-long row: `p * (g - sum(g * p))` in f32.
+pub(crate) fn backward<T: Half>(p: &[T], g: &[T], n: usize, out: &mut [MaybeUninit<f32>]) {
+    if out.is_empty() {
+        return;
+    }
+    let chunk = rows_per_task(out.len() / n, n) * n;
+    out.par_chunks_mut(chunk).zip(p.par_chunks(chunk).zip(g.par_chunks(chunk))).for_each(|(out, (p, g))| grad_rows(p, g, n, out));
+}
+
+fn grad_rows<T: Half>(p: &[T], g: &[T], n: usize, out: &mut [MaybeUninit<f32>]) {
+    with_lanes!(super::lanes::softmax_grad_rows(p, g, n, out));
+    let (mut pf, mut gf) = (vec![0f32; n], vec![0f32; n]);
+    for ((p, g), out) in p.chunks_exact(n).zip(g.chunks_exact(n)).zip(out.chunks_exact_mut(n)) {
+        T::widen_slice(p, &mut pf);
+        T::widen_slice(g, &mut gf);
+        let dot: f32 = pf.iter().zip(&gf).map(|(p, g)| p * g).sum();
+        out.iter_mut().zip(pf.iter().zip(&gf)).for_each(|(o, (p, g))| {
+            o.write(p * (g - dot));
+        });
+    }
+}
