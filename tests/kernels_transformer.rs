@@ -298,9 +298,104 @@ fn softmax_backward_kernel_matches_f64() {
     }
 }
 
-/// The softmax kernels on the loops a CPU without AVX-512, or without its bf16 conversion,
-/// runs.
+/// The softmax and layer-norm kernels on the loops a CPU without AVX-512, or without its bf16
+/// conversion, runs.
 #[test]
 fn with_fewer_simd_instructions() {
-    rerun_without_lanes(&["softmax_kernel_rounds_once_from_f32", "softmax_backward_kernel_matches_f64"]);
+    rerun_without_lanes(&[
+        "softmax_kernel_rounds_once_from_f32",
+        "softmax_backward_kernel_matches_f64",
+        "layer_norm_is_bit_identical_to_flex",
+        "layer_norm_gradients_within_one_rounding",
+    ]);
+}
+
+/// `layer_norm` on the backend's primitives (Burn's `LayerNorm` module calls the same op).
+fn layer_norm_of<B: burn::tensor::backend::Backend>(x: Tensor<B, 3>, gamma: Tensor<B, 1>, beta: Tensor<B, 1>) -> Tensor<B, 3> {
+    use burn::tensor::TensorPrimitive;
+    let out = B::layer_norm(x.into_primitive().tensor(), gamma.into_primitive().tensor(), Some(beta.into_primitive().tensor()), 1e-5);
+    Tensor::from_primitive(TensorPrimitive::Float(out))
+}
+
+/// Layer-norm inputs `[2, 9, 40]`: rows with an offset and spread of their own (row i
+/// centred near i - 9), so that centring matters; a scale and shift around 1 and 0.
+fn layer_norm_inputs(dtype: FloatDType) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let x = values(2 * 9 * 40, 430, dtype).iter().enumerate().map(|(i, v)| (i / 40) as f64 - 9.0 + v * (1 + i / 40 % 4) as f64).collect();
+    let gamma = values(40, 431, dtype).iter().map(|v| 1.0 + v / 2.0).collect();
+    (round_to(x, dtype), round_to(gamma, dtype), values(40, 432, dtype))
+}
+
+/// The forward kernel is Flex's own half layer norm (its f32 layer norm between exact
+/// widening and one rounding) on faster conversions: bit for bit.
+#[test]
+fn layer_norm_is_bit_identical_to_flex() {
+    let device = Default::default();
+    for dtype in HALVES {
+        let (x, gamma, beta) = layer_norm_inputs(dtype);
+        let run = |x: &[f64], g: &[f64], b: &[f64]| {
+            (tensor::<M, 3>(x, [2, 9, 40], dtype, &device), tensor::<M, 1>(g, [40], dtype, &device), tensor::<M, 1>(b, [40], dtype, &device))
+        };
+        let (tx, tg, tb) = run(&x, &gamma, &beta);
+        reset_host_kernel_calls();
+        let mixed = layer_norm_of(tx, tg, tb);
+        assert_eq!(host_kernel_calls().layer_norm, 1, "{dtype:?}: the kernel ran");
+        assert_eq!(mixed.dtype(), DType::from(dtype));
+        let flex = layer_norm_of(
+            tensor::<Flex, 3>(&x, [2, 9, 40], dtype, &device),
+            tensor::<Flex, 1>(&gamma, [40], dtype, &device),
+            tensor::<Flex, 1>(&beta, [40], dtype, &device),
+        );
+        assert_same_bits(&format!("{dtype:?}: layer norm"), mixed.into_data(), flex.into_data(), &[]);
+    }
+}
+
+/// Layer norm's gradients in f64 from the same half values: `(dx, dgamma, dbeta)`.
+fn layer_norm_grads_reference(x: &[f64], gamma: &[f64], g: &[f64], n: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut dx, mut dgamma, mut dbeta) = (Vec::new(), vec![0.0; n], vec![0.0; n]);
+    for (x, g) in x.chunks(n).zip(g.chunks(n)) {
+        let mean = x.iter().sum::<f64>() / n as f64;
+        let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
+        let rstd = 1.0 / (var + 1e-5).sqrt();
+        let x_hat: Vec<f64> = x.iter().map(|v| (v - mean) * rstd).collect();
+        let h: Vec<f64> = g.iter().zip(gamma).map(|(g, s)| g * s).collect();
+        let mean_h = h.iter().sum::<f64>() / n as f64;
+        let mean_hx = h.iter().zip(&x_hat).map(|(h, x)| h * x).sum::<f64>() / n as f64;
+        dx.extend(h.iter().zip(&x_hat).map(|(h, x)| (h - mean_h - x * mean_hx) * rstd));
+        for j in 0..n {
+            dgamma[j] += g[j] * x_hat[j];
+            dbeta[j] += g[j];
+        }
+    }
+    (dx, dgamma, dbeta)
+}
+
+/// In a `-true` precision (half parameters, no autocast) under `Mixed<Autodiff<Flex>>`, the
+/// layer norm's node computes every gradient in f32 and rounds it once: within one
+/// rounding of f64, where Burn's decomposition into half-precision ops is reported beside.
+#[test]
+fn layer_norm_gradients_within_one_rounding() {
+    let device = Default::default();
+    for dtype in HALVES {
+        let (x, gamma, beta) = layer_norm_inputs(dtype);
+        let upstream = values(2 * 9 * 40, 433, dtype);
+        let grads = || {
+            let leaf = |v: &[f64], shape: [usize; 1]| tensor::<T, 1>(v, shape, dtype, &device).require_grad();
+            let tx = tensor::<T, 3>(&x, [2, 9, 40], dtype, &device).require_grad();
+            let (tg, tb) = (leaf(&gamma, [40]), leaf(&beta, [40]));
+            let y = layer_norm_of(tx.clone(), tg.clone(), tb.clone());
+            let grads = (y.cast(FloatDType::F32) * tensor::<T, 3>(&upstream, [2, 9, 40], FloatDType::F32, &device)).sum().backward();
+            [read(tx.grad(&grads).expect("dx")), read(tg.grad(&grads).expect("dgamma")), read(tb.grad(&grads).expect("dbeta"))]
+        };
+        reset_host_kernel_calls();
+        let fast = grads();
+        let calls = host_kernel_calls();
+        assert_eq!((calls.layer_norm, calls.layer_norm_backward), (1, 1), "{dtype:?}: forward and backward on the kernels");
+        let decomposed = with_host_kernels(false, grads);
+        let (dx, dgamma, dbeta) = layer_norm_grads_reference(&x, &gamma, &upstream, 40);
+        for (i, (label, want)) in [("dx", dx), ("dgamma", dgamma), ("dbeta", dbeta)].into_iter().enumerate() {
+            let (burn_rms, burn_worst) = rounding_units(&decomposed[i], &want, dtype);
+            println!("  Burn's decomposition in {dtype:?}: {burn_rms:.2} roundings, worst {burn_worst:.2} ulp");
+            assert_one_rounding(&format!("layer norm {label}"), &fast[i], &want, dtype);
+        }
+    }
 }

@@ -15,7 +15,8 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{FloatDType, TensorMetadata};
 
-use super::{BinaryOp, CastArgs, Composed, Conv2dArgs, HostKernels, LinearArgs, MatmulArgs};
+use super::{BinaryOp, CastArgs, Composed, Conv2dArgs, HostKernels, LayerNormArgs, LayerNormGradArgs, LinearArgs, MatmulArgs};
+use burn::tensor::backend::Backend;
 use burn::tensor::Shape;
 
 /// Swaps the last two dimensions (a view on host backends).
@@ -300,7 +301,92 @@ impl<B: HostKernels> Backward<B, 1> for HalfSoftmax {
     }
 }
 
+#[derive(Debug)]
+struct HalfLayerNorm;
+
+#[derive(Debug)]
+struct HalfLayerNormNoBeta;
+
+/// What a layer norm's backward needs: its input, scale and epsilon.
+type NormState<B> = (FloatTensor<B>, FloatTensor<B>, f64);
+
+/// The backward of both layer-norm nodes: parents `[x, gamma]` or `[x, gamma, beta]`.
+fn layer_norm_backward<B: HostKernels, const N: usize>(ops: Ops<NormState<B>, N>, grads: &mut Gradients) {
+    let (x, gamma, epsilon) = ops.state;
+    let grad = grads.consume::<B>(&ops.node);
+    let [dx, dgamma, dbeta] = B::half_layer_norm_backward((x, gamma, grad, epsilon)).unwrap_or_else(layer_norm_grads_inner::<B>);
+    for (node, grad) in ops.parents.into_iter().zip([dx, dgamma, dbeta]) {
+        if let Some(node) = node {
+            grads.register::<B>(node.id, grad);
+        }
+    }
+}
+
+/// Layer norm's gradients on the inner backend's ops, in f32, for a backend whose kernels
+/// took the forward but decline the backward: the same formulas as `layer_norm::backward`.
+pub(super) fn layer_norm_grads_inner<B: Backend>((x, gamma, grad, epsilon): LayerNormGradArgs<B>) -> [FloatTensor<B>; 3] {
+    let dtype = FloatDType::from(x.dtype());
+    let shape = x.shape();
+    let (rank, n) = (shape.num_dims(), shape[shape.num_dims() - 1]);
+    let last = rank - 1;
+    let wide = |t: FloatTensor<B>| B::float_cast(t, FloatDType::F32);
+    let (x, g) = (wide(x), wide(grad));
+    let gamma = B::float_reshape(wide(gamma), Shape::from((0..rank).map(|d| if d == last { n } else { 1 }).collect::<Vec<_>>()));
+    let centered = B::float_sub(x.clone(), B::float_mean_dim(x, last));
+    let var = B::float_mean_dim(B::float_mul(centered.clone(), centered.clone()), last);
+    let rstd = B::float_recip(B::float_sqrt(B::float_add_scalar(var, epsilon.into())));
+    let x_hat = B::float_mul(centered, rstd.clone());
+    let h = B::float_mul(g.clone(), gamma);
+    let mean_h = B::float_mean_dim(h.clone(), last);
+    let mean_hx = B::float_mean_dim(B::float_mul(h.clone(), x_hat.clone()), last);
+    let dx = B::float_mul(B::float_sub(B::float_sub(h, mean_h), B::float_mul(x_hat.clone(), mean_hx)), rstd);
+    let rows = shape.num_elements() / n.max(1);
+    let column_sum = |t: FloatTensor<B>| B::float_reshape(B::float_sum_dim(B::float_reshape(t, Shape::new([rows, n])), 0), Shape::new([n]));
+    let dgamma = column_sum(B::float_mul(g.clone(), x_hat));
+    [dx, dgamma, column_sum(g)].map(|t| B::float_cast(t, dtype))
+}
+
+impl<B: HostKernels> Backward<B, 3> for HalfLayerNorm {
+    type State = NormState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        layer_norm_backward::<B, 3>(ops, grads)
+    }
+}
+
+impl<B: HostKernels> Backward<B, 2> for HalfLayerNormNoBeta {
+    type State = NormState<B>;
+
+    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        layer_norm_backward::<B, 2>(ops, grads)
+    }
+}
+
 impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
+    fn half_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: Option<FloatTensor<Self>>,
+        epsilon: f64,
+    ) -> Result<FloatTensor<Self>, LayerNormArgs<Self>> {
+        let inner_beta = beta.as_ref().map(|b| b.primitive.clone());
+        let out = match B::half_layer_norm(x.primitive.clone(), gamma.primitive.clone(), inner_beta, epsilon) {
+            Ok(out) => out,
+            Err(_) => return Err((x, gamma, beta, epsilon)),
+        };
+        let state = (x.primitive.clone(), gamma.primitive.clone(), epsilon);
+        Ok(match &beta {
+            Some(beta) => match HalfLayerNorm.prepare::<C>([x.node.clone(), gamma.node.clone(), beta.node.clone()]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => prep.finish(state, out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            },
+            None => match HalfLayerNormNoBeta.prepare::<C>([x.node.clone(), gamma.node.clone()]).compute_bound().stateful() {
+                OpsKind::Tracked(prep) => prep.finish(state, out),
+                OpsKind::UnTracked(prep) => prep.finish(out),
+            },
+        })
+    }
+
     fn half_softmax(scores: FloatTensor<Self>, dtype: FloatDType) -> Result<FloatTensor<Self>, CastArgs<Self>> {
         let out = match B::half_softmax(scores.primitive.clone(), dtype) {
             Ok(out) => out,
@@ -410,5 +496,47 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
             Some(bias) => record::<B, C, _, 3>(HalfLinear, [&x, &weight, bias], out),
             None => record::<B, C, _, 2>(HalfLinearNoBias, [&x, &weight], out),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::backend::Flex;
+    use burn::tensor::ops::FloatTensorOps;
+    use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+
+    use super::*;
+
+    /// Layer norm's backward on the inner backend's ops (for a backend whose kernels decline
+    /// it) and on Flex's kernel: the same formulas in f32, each result rounded once to bf16,
+    /// so within one bf16 spacing of each other.
+    #[test]
+    fn layer_norm_fallback_agrees_with_the_kernel() {
+        let device = Default::default();
+        let (rows, n) = (6, 24);
+        let data = |seed: u64, len: usize| -> Vec<f32> {
+            (0..len as u64).map(|i| ((i * 2_654_435_761 + seed) % 1000) as f32 / 250.0 - 2.0).collect()
+        };
+        let bf16_tensor = |v: Vec<f32>, shape: Vec<usize>| {
+            let flat = Tensor::<Flex, 1>::from_data(TensorData::new(v.clone(), [v.len()]), &device).cast(FloatDType::BF16);
+            Flex::float_reshape(flat.into_primitive().tensor(), Shape::from(shape))
+        };
+        let read = |t: FloatTensor<Flex>| -> Vec<f32> {
+            Tensor::<Flex, 1>::from_primitive(TensorPrimitive::Float(t)).cast(FloatDType::F32).into_data().to_vec().expect("f32")
+        };
+        let args = || {
+            let gamma = data(7, n).into_iter().map(|v| 1.0 + v / 4.0).collect();
+            (bf16_tensor(data(1, rows * n), vec![rows, n]), bf16_tensor(gamma, vec![n]), bf16_tensor(data(3, rows * n), vec![rows, n]), 1e-5)
+        };
+        let kernel = <Flex as HostKernels>::half_layer_norm_backward(args()).unwrap_or_else(|_| panic!("the kernel takes bf16"));
+        let fallback = layer_norm_grads_inner::<Flex>(args());
+        for (label, (k, f)) in ["dx", "dgamma", "dbeta"].into_iter().zip(kernel.into_iter().zip(fallback)) {
+            let (k, f) = (read(k), read(f));
+            assert_eq!(k.len(), f.len(), "{label}");
+            for (i, (a, b)) in k.iter().zip(&f).enumerate() {
+                let spacing = a.abs().max(b.abs()) * 2f32.powi(-7) + 1e-6;
+                assert!((a - b).abs() <= spacing, "{label} #{i}: kernel {a} against fallback {b}");
+            }
+        }
     }
 }

@@ -17,8 +17,10 @@ use burn::tensor::{DType, FloatDType, Shape, bf16, f16};
 use super::elementwise;
 use super::gemm::{self, Half, View};
 use super::flex_conv;
+use super::layer_norm as norm;
 use super::softmax;
-use super::{BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, HostKernels, LinearArgs, MatmulArgs, count};
+use super::{BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, HostKernels, LayerNormArgs, LayerNormGradArgs, LinearArgs, MatmulArgs, count};
+use burn::tensor::ops::{FloatTensorOps, ModuleOps};
 
 impl HostKernels for Flex {
     fn half_matmul(lhs: FlexTensor, rhs: FlexTensor) -> Result<FlexTensor, MatmulArgs<Flex>> {
@@ -129,6 +131,30 @@ impl HostKernels for Flex {
             _ => None,
         };
         result.inspect(|_| count(|c| &mut c.softmax_backward)).ok_or((p, g))
+    }
+
+    fn half_layer_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: Option<FlexTensor>,
+        epsilon: f64,
+    ) -> Result<FlexTensor, LayerNormArgs<Flex>> {
+        let out = match x.dtype() {
+            DType::BF16 => layer_norm_rows::<bf16>(&x, &gamma, beta.as_ref(), epsilon),
+            DType::F16 => layer_norm_rows::<f16>(&x, &gamma, beta.as_ref(), epsilon),
+            _ => None,
+        };
+        out.inspect(|_| count(|c| &mut c.layer_norm)).ok_or((x, gamma, beta, epsilon))
+    }
+
+    fn half_layer_norm_backward(args: LayerNormGradArgs<Flex>) -> Result<[FlexTensor; 3], LayerNormGradArgs<Flex>> {
+        let (x, gamma, grad, epsilon) = &args;
+        let result = match x.dtype() {
+            DType::BF16 => layer_norm_grads::<bf16>(x, gamma, grad, *epsilon),
+            DType::F16 => layer_norm_grads::<f16>(x, gamma, grad, *epsilon),
+            _ => None,
+        };
+        result.inspect(|_| count(|c| &mut c.layer_norm_backward)).ok_or(args)
     }
 
     fn half_cast(tensor: FlexTensor, dtype: FloatDType) -> Result<FlexTensor, CastArgs<Flex>> {
@@ -275,6 +301,52 @@ fn softmax_grad_rows<T: Half>(p: &FlexTensor, g: &FlexTensor) -> Option<FlexTens
     }
     let (pv, gv, n) = (p.as_slice::<T>()?, g.as_slice::<T>()?, row_length(p)?);
     Some(filled::<f32>(p, DType::F32, |out| softmax::backward(pv, gv, n, out)))
+}
+
+/// Whether `param` fits a layer norm of `x`: `x`'s dtype, one dimension of `x`'s last.
+fn fits_rows(x: &FlexTensor, param: &FlexTensor) -> bool {
+    param.dtype() == x.dtype() && row_length(x).is_some_and(|n| param.layout().shape().to_vec() == [n])
+}
+
+/// A contiguous half tensor widened to a new f32 one.
+fn widened_copy<T: Half>(t: &FlexTensor) -> Option<FlexTensor> {
+    let t = t.to_contiguous();
+    let values = t.as_slice::<T>()?;
+    Some(filled::<f32>(&t, DType::F32, |out| elementwise::widen(values, out)))
+}
+
+/// Flex's own f32 layer norm between exact widening and one rounding: what Flex does for a
+/// half tensor, on the vectorized conversions.
+fn layer_norm_rows<T: Half>(x: &FlexTensor, gamma: &FlexTensor, beta: Option<&FlexTensor>, epsilon: f64) -> Option<FlexTensor> {
+    if !fits_rows(x, gamma) || !beta.is_none_or(|b| fits_rows(x, b)) {
+        return None;
+    }
+    let beta = match beta {
+        Some(b) => Some(widened_copy::<T>(b)?),
+        None => None,
+    };
+    let out = <Flex as ModuleOps<Flex>>::layer_norm(widened_copy::<T>(x)?, widened_copy::<T>(gamma)?, beta, epsilon);
+    let values = out.as_slice::<f32>()?;
+    Some(filled::<T>(&out, T::dtype(), |o| elementwise::narrow(values, o)))
+}
+
+/// The gradients of [`layer_norm_rows`]: `[dx, dgamma, dbeta]` (a gradient of another
+/// dtype is cast to `x`'s first).
+fn layer_norm_grads<T: Half>(x: &FlexTensor, gamma: &FlexTensor, grad: &FlexTensor, epsilon: f64) -> Option<[FlexTensor; 3]> {
+    let n = row_length(x)?;
+    if x.layout().shape() != grad.layout().shape() || !fits_rows(x, gamma) {
+        return None;
+    }
+    let grad = match grad.dtype() == x.dtype() {
+        true => grad.to_contiguous(),
+        false => <Flex as FloatTensorOps<Flex>>::float_cast(grad.clone(), FloatDType::from(x.dtype())).to_contiguous(),
+    };
+    let (x, gamma) = (x.to_contiguous(), gamma.to_contiguous());
+    let (xv, gv, dv) = (x.as_slice::<T>()?, gamma.as_slice::<T>()?, grad.as_slice::<T>()?);
+    let mut dx = FlexTensor::empty(x.layout().shape().clone(), x.dtype());
+    let (dgamma, dbeta) = norm::backward(xv, gv, dv, n, epsilon, dx.storage_mut::<T>());
+    let vector = |v: Vec<T>| FlexTensor::new(Bytes::from_elems(v), Layout::contiguous(Shape::from(vec![n])), T::dtype());
+    Some([dx, vector(dgamma), vector(dbeta)])
 }
 
 fn narrowed<T: Half>(x: &FlexTensor) -> Option<FlexTensor> {

@@ -32,6 +32,8 @@ mod gemm;
 #[cfg(feature = "flex")]
 mod lanes;
 #[cfg(feature = "flex")]
+mod layer_norm;
+#[cfg(feature = "flex")]
 mod softmax;
 
 #[cfg(feature = "flex")]
@@ -148,6 +150,24 @@ pub trait HostKernels: Backend {
         Err((p, g))
     }
 
+    /// Layer normalization over the last dimension of an f16/bf16 tensor, with `gamma`
+    /// (and `beta`) of its dtype and length: computed in f32 and rounded once.
+    fn half_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: Option<FloatTensor<Self>>,
+        epsilon: f64,
+    ) -> Result<FloatTensor<Self>, LayerNormArgs<Self>> {
+        Err((x, gamma, beta, epsilon))
+    }
+
+    /// [`HostKernels::half_layer_norm`]'s backward from `(x, gamma, output_grad, epsilon)`:
+    /// the gradients of the input, the scale and the shift, each computed in f32 and rounded
+    /// once to the input's dtype.
+    fn half_layer_norm_backward(args: LayerNormGradArgs<Self>) -> Result<[FloatTensor<Self>; 3], LayerNormGradArgs<Self>> {
+        Err(args)
+    }
+
     /// `lhs + rhs` or `lhs * rhs` for f16/bf16 tensors of one dtype, of one shape or one
     /// repeated over the other's leading dimensions (a bias, a per-feature scale): in f32
     /// between exact widening and one rounding, as the inner backend computes it.
@@ -182,6 +202,11 @@ pub type Conv2dArgs<B> = (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>
 /// The inputs of a 2-d convolution's input or weight gradient: `(x, weight, output_grad,
 /// options)`, handed back when declined.
 pub type Conv2dGradArgs<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, ConvOptions<2>);
+
+/// The inputs of a layer normalization, handed back when declined.
+pub type LayerNormArgs<B> = (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>, f64);
+/// The inputs of a layer normalization's backward: `(x, gamma, output_grad, epsilon)`.
+pub type LayerNormGradArgs<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, f64);
 
 /// The inputs of a matmul, handed back when declined.
 pub type MatmulArgs<B> = (FloatTensor<B>, FloatTensor<B>);
@@ -257,6 +282,8 @@ pub struct HostKernelCalls {
     /// Attention's softmax (f32 scores to half probabilities).
     pub softmax: u64,
     pub softmax_backward: u64,
+    pub layer_norm: u64,
+    pub layer_norm_backward: u64,
 }
 
 thread_local! {
@@ -264,6 +291,7 @@ thread_local! {
         Cell::new(HostKernelCalls {
             matmul: 0, linear: 0, sum_to_last: 0, relu: 0, relu_backward: 0, gelu: 0, gelu_backward: 0, conv2d: 0,
             conv2d_backward: 0, cast: 0, binary: 0, softmax: 0, softmax_backward: 0,
+            layer_norm: 0, layer_norm_backward: 0,
         })
     };
 }
@@ -381,6 +409,10 @@ pub(crate) trait Composed: HostKernels {
         Self::half_softmax(args.0, args.1)
     }
 
+    fn layer_norm_tupled(args: LayerNormArgs<Self>) -> Result<FloatTensor<Self>, LayerNormArgs<Self>> {
+        Self::half_layer_norm(args.0, args.1, args.2, args.3)
+    }
+
     fn add_tupled(args: MatmulArgs<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
         Self::half_binary(args.0, args.1, BinaryOp::Add)
     }
@@ -451,6 +483,9 @@ hooks! {
         if half(grad) => linear_weight_grad;
     /// `linear_bias_backward` (reached under `Autodiff<Mixed<B>>`).
     fn sum_to_last(tensor: FloatTensor<B>) -> Result<_, FloatTensor<B>> if half(tensor) => half_sum_to_last;
+    /// `layer_norm` (in the `-true` precisions: under autocast the policy runs it in f32).
+    fn layer_norm(tensor: FloatTensor<B>, gamma: FloatTensor<B>, beta: Option<FloatTensor<B>>, epsilon: f64)
+        -> Result<_, LayerNormArgs<B>> if half(tensor) => layer_norm_tupled;
     /// `relu`.
     fn relu(tensor: FloatTensor<B>) -> Result<_, FloatTensor<B>> if half(tensor) => half_relu;
     /// `relu_backward` (reached under `Autodiff<Mixed<B>>`).
