@@ -1,7 +1,7 @@
-//! Element-wise loops fused into one pass over AVX-512 registers, 16 elements at a time:
-//! load the half values, widen them, compute in f32, round once and store, with masked
-//! loads and stores for the last partial group (no scalar tail). Taken where the CPU has
-//! AVX-512F/BW/VL (checked at run time by [`available`]); the block loops of
+//! Element-wise and row loops fused into one pass over AVX-512 registers, 16 elements at a
+//! time: load the half values, widen them, compute in f32, round once and store, with
+//! masked loads and stores for the last partial group (no scalar tail). Taken where the
+//! CPU has AVX-512F/BW/VL (checked at run time by [`available`]); the block loops of
 //! `elementwise` run everywhere else, and where `MIXED_HOST_LANES=0` asks for them.
 //! bf16 rounds with `vcvtneps2bf16` where the CPU has AVX512-BF16 (`MIXED_HOST_LANES=avx512`
 //! keeps to the integer rounding, for comparison).
@@ -12,7 +12,9 @@
 //!
 //! Results are the block loops' bit for bit: the same exact widening, the same f32 op,
 //! and the same rounding (f16: the hardware's conversion, to nearest even; bf16: the same
-//! integer rounding, NaN made quiet).
+//! integer rounding, NaN made quiet). The softmax rows are the exception: their exp is a
+//! polynomial here and the platform's `exp` in the portable loop, each within about one
+//! f32 rounding, so a probability can round to the neighbouring half value.
 
 #![cfg(target_arch = "x86_64")]
 
