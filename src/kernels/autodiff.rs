@@ -74,13 +74,11 @@ impl<B: HostKernels> LinearGrads<B> {
     }
 }
 
+/// A linear layer's node: parents `[x, weight]` or `[x, weight, bias]`.
 #[derive(Debug)]
 struct HalfLinear;
 
-#[derive(Debug)]
-struct HalfLinearNoBias;
-
-/// The backward of both linear nodes: parents `[x, weight]` or `[x, weight, bias]`.
+/// The backward of a linear node (either arity).
 fn linear_backward<B: HostKernels, const N: usize>(
     ops: Ops<(Option<NodeId>, Option<NodeId>), N>,
     grads: &mut Gradients,
@@ -105,19 +103,11 @@ fn linear_backward<B: HostKernels, const N: usize>(
     }
 }
 
-impl<B: HostKernels> Backward<B, 3> for HalfLinear {
+impl<B: HostKernels, const N: usize> Backward<B, N> for HalfLinear {
     type State = (Option<NodeId>, Option<NodeId>);
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
-        linear_backward::<B, 3>(ops, grads, checkpointer)
-    }
-}
-
-impl<B: HostKernels> Backward<B, 2> for HalfLinearNoBias {
-    type State = (Option<NodeId>, Option<NodeId>);
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
-        linear_backward::<B, 2>(ops, grads, checkpointer)
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+        linear_backward::<B, N>(ops, grads, checkpointer)
     }
 }
 
@@ -138,6 +128,44 @@ where
             prep.finish((first_state, second_state), out)
         }
         OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
+/// Records `op` over `parents` for an output computed by a kernel, keeping `state` for the
+/// backward when a parent is tracked.
+fn track<B, C, O, const N: usize>(
+    op: O,
+    parents: [&FloatTensor<Autodiff<B, C>>; N],
+    state: <O as Backward<B, N>>::State,
+    out: FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    B: HostKernels,
+    C: CheckpointStrategy,
+    O: Backward<B, N>,
+{
+    match op.prepare::<C>(parents.map(|p| p.node.clone())).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(state, out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
+    }
+}
+
+/// [`track`] over `[first, second]` and an optional third parent (a bias, a shift).
+fn track_optional_third<B, C, O, S>(
+    op: O,
+    [first, second]: [&FloatTensor<Autodiff<B, C>>; 2],
+    third: Option<&FloatTensor<Autodiff<B, C>>>,
+    state: S,
+    out: FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>>
+where
+    B: HostKernels,
+    C: CheckpointStrategy,
+    O: Backward<B, 2, State = S> + Backward<B, 3, State = S>,
+{
+    match third {
+        Some(third) => track::<B, C, O, 3>(op, [first, second, third], state, out),
+        None => track::<B, C, O, 2>(op, [first, second], state, out),
     }
 }
 
@@ -171,17 +199,15 @@ impl<B: HostKernels> Backward<B, 1> for HalfGelu {
     }
 }
 
+/// A convolution's node: parents `[x, weight]` or `[x, weight, bias]`.
 #[derive(Debug)]
 struct HalfConv2d;
-
-#[derive(Debug)]
-struct HalfConv2dNoBias;
 
 /// What a convolution's backward needs: its input, weight and bias (for their shapes and
 /// the products) and its options.
 type ConvState<B> = (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>, ConvOptions<2>);
 
-/// The backward of both convolution nodes: parents `[x, weight]` or `[x, weight, bias]`.
+/// The backward of a convolution node (either arity).
 fn conv2d_backward<B: HostKernels, const N: usize>(ops: Ops<ConvState<B>, N>, grads: &mut Gradients) {
     let (x, weight, bias, options) = ops.state;
     let grad = grads.consume::<B>(&ops.node);
@@ -202,19 +228,11 @@ fn conv2d_backward<B: HostKernels, const N: usize>(ops: Ops<ConvState<B>, N>, gr
     }
 }
 
-impl<B: HostKernels> Backward<B, 3> for HalfConv2d {
+impl<B: HostKernels, const N: usize> Backward<B, N> for HalfConv2d {
     type State = ConvState<B>;
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        conv2d_backward::<B, 3>(ops, grads)
-    }
-}
-
-impl<B: HostKernels> Backward<B, 2> for HalfConv2dNoBias {
-    type State = ConvState<B>;
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        conv2d_backward::<B, 2>(ops, grads)
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        conv2d_backward::<B, N>(ops, grads)
     }
 }
 
@@ -301,16 +319,14 @@ impl<B: HostKernels> Backward<B, 1> for HalfSoftmax {
     }
 }
 
+/// A layer norm's node: parents `[x, gamma]` or `[x, gamma, beta]`.
 #[derive(Debug)]
 struct HalfLayerNorm;
-
-#[derive(Debug)]
-struct HalfLayerNormNoBeta;
 
 /// What a layer norm's backward needs: its input, scale and epsilon.
 type NormState<B> = (FloatTensor<B>, FloatTensor<B>, f64);
 
-/// The backward of both layer-norm nodes: parents `[x, gamma]` or `[x, gamma, beta]`.
+/// The backward of a layer-norm node (either arity).
 fn layer_norm_backward<B: HostKernels, const N: usize>(ops: Ops<NormState<B>, N>, grads: &mut Gradients) {
     let (x, gamma, epsilon) = ops.state;
     let grad = grads.consume::<B>(&ops.node);
@@ -346,19 +362,11 @@ pub(super) fn layer_norm_grads_inner<B: Backend>((x, gamma, grad, epsilon): Laye
     [dx, dgamma, column_sum(g)].map(|t| B::float_cast(t, dtype))
 }
 
-impl<B: HostKernels> Backward<B, 3> for HalfLayerNorm {
+impl<B: HostKernels, const N: usize> Backward<B, N> for HalfLayerNorm {
     type State = NormState<B>;
 
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        layer_norm_backward::<B, 3>(ops, grads)
-    }
-}
-
-impl<B: HostKernels> Backward<B, 2> for HalfLayerNormNoBeta {
-    type State = NormState<B>;
-
-    fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        layer_norm_backward::<B, 2>(ops, grads)
+    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
+        layer_norm_backward::<B, N>(ops, grads)
     }
 }
 
@@ -375,16 +383,7 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
             Err(_) => return Err((x, gamma, beta, epsilon)),
         };
         let state = (x.primitive.clone(), gamma.primitive.clone(), epsilon);
-        Ok(match &beta {
-            Some(beta) => match HalfLayerNorm.prepare::<C>([x.node.clone(), gamma.node.clone(), beta.node.clone()]).compute_bound().stateful() {
-                OpsKind::Tracked(prep) => prep.finish(state, out),
-                OpsKind::UnTracked(prep) => prep.finish(out),
-            },
-            None => match HalfLayerNormNoBeta.prepare::<C>([x.node.clone(), gamma.node.clone()]).compute_bound().stateful() {
-                OpsKind::Tracked(prep) => prep.finish(state, out),
-                OpsKind::UnTracked(prep) => prep.finish(out),
-            },
-        })
+        Ok(track_optional_third::<B, C, _, _>(HalfLayerNorm, [&x, &gamma], beta.as_ref(), state, out))
     }
 
     fn half_softmax(scores: FloatTensor<Self>, dtype: FloatDType) -> Result<FloatTensor<Self>, CastArgs<Self>> {
@@ -392,10 +391,7 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
             Ok(out) => out,
             Err(_) => return Err((scores, dtype)),
         };
-        Ok(match HalfSoftmax.prepare::<C>([scores.node.clone()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(out.clone(), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        })
+        Ok(track::<B, C, _, 1>(HalfSoftmax, [&scores], out.clone(), out))
     }
 
     fn half_binary(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, op: BinaryOp) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
@@ -403,15 +399,9 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
             Ok(out) => out,
             Err(_) => return Err((lhs, rhs)),
         };
-        Ok(match HalfBinary.prepare::<C>([lhs.node.clone(), rhs.node.clone()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => {
-                let factor = |t: &FloatTensor<Self>, other: &FloatTensor<Self>| {
-                    (op == BinaryOp::Mul && other.is_tracked()).then(|| t.primitive.clone())
-                };
-                prep.finish((factor(&lhs, &rhs), factor(&rhs, &lhs), lhs.shape(), rhs.shape()), out)
-            }
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        })
+        let factor = |t: &FloatTensor<Self>, other: &FloatTensor<Self>| (op == BinaryOp::Mul && other.is_tracked()).then(|| t.primitive.clone());
+        let state = (factor(&lhs, &rhs), factor(&rhs, &lhs), lhs.shape(), rhs.shape());
+        Ok(track::<B, C, _, 2>(HalfBinary, [&lhs, &rhs], state, out))
     }
 
     fn half_relu(tensor: FloatTensor<Self>) -> Result<FloatTensor<Self>, FloatTensor<Self>> {
@@ -433,10 +423,7 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
             Ok(out) => out,
             Err(_) => return Err(tensor),
         };
-        Ok(match HalfGelu.prepare::<C>([tensor.node.clone()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(tensor.primitive, out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        })
+        Ok(track::<B, C, _, 1>(HalfGelu, [&tensor], tensor.primitive.clone(), out))
     }
 
     fn half_conv2d(
@@ -451,16 +438,7 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
             Err(_) => return Err((x, weight, bias, options)),
         };
         let state = (x.primitive.clone(), weight.primitive.clone(), inner_bias, options);
-        Ok(match &bias {
-            Some(bias) => match HalfConv2d.prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()]).compute_bound().stateful() {
-                OpsKind::Tracked(prep) => prep.finish(state, out),
-                OpsKind::UnTracked(prep) => prep.finish(out),
-            },
-            None => match HalfConv2dNoBias.prepare::<C>([x.node.clone(), weight.node.clone()]).compute_bound().stateful() {
-                OpsKind::Tracked(prep) => prep.finish(state, out),
-                OpsKind::UnTracked(prep) => prep.finish(out),
-            },
-        })
+        Ok(track_optional_third::<B, C, _, _>(HalfConv2d, [&x, &weight], bias.as_ref(), state, out))
     }
 
     fn half_cast(tensor: FloatTensor<Self>, dtype: FloatDType) -> Result<FloatTensor<Self>, CastArgs<Self>> {
@@ -468,11 +446,7 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
             Ok(out) => out,
             Err(_) => return Err((tensor, dtype)),
         };
-        let input_dtype = FloatDType::from(tensor.dtype());
-        Ok(match HalfCast.prepare::<C>([tensor.node.clone()]).compute_bound().stateful() {
-            OpsKind::Tracked(prep) => prep.finish(input_dtype, out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        })
+        Ok(track::<B, C, _, 1>(HalfCast, [&tensor], FloatDType::from(tensor.dtype()), out))
     }
 
     fn half_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
@@ -494,7 +468,7 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
         };
         Ok(match &bias {
             Some(bias) => record::<B, C, _, 3>(HalfLinear, [&x, &weight, bias], out),
-            None => record::<B, C, _, 2>(HalfLinearNoBias, [&x, &weight], out),
+            None => record::<B, C, _, 2>(HalfLinear, [&x, &weight], out),
         })
     }
 }

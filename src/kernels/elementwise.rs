@@ -29,6 +29,13 @@ fn chunk_len(len: usize) -> usize {
     if len >= PARALLEL_FROM { len.div_ceil(rayon::current_num_threads()).max(BLOCK) } else { len.max(1) }
 }
 
+/// Rows of `n` elements each thread takes: an equal share, at least about 2^14 elements
+/// (row kernels: softmax, layer norm).
+pub(crate) fn rows_per_task(rows: usize, n: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    rows.div_ceil(threads).max((1 << 14) / n.max(1)).max(1)
+}
+
 fn blocks<'a, T: Send + 'a, U: Sync + 'a>(
     out: &'a mut [MaybeUninit<T>],
     inputs: &'a [&'a [U]],

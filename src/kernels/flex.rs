@@ -20,7 +20,7 @@ use super::flex_conv;
 use super::layer_norm as norm;
 use super::softmax;
 use super::{BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, HostKernels, LayerNormArgs, LayerNormGradArgs, LinearArgs, MatmulArgs, count};
-use burn::tensor::ops::{FloatTensorOps, ModuleOps};
+use burn::tensor::ops::ModuleOps;
 
 impl HostKernels for Flex {
     fn half_matmul(lhs: FlexTensor, rhs: FlexTensor) -> Result<FlexTensor, MatmulArgs<Flex>> {
@@ -308,40 +308,29 @@ fn fits_rows(x: &FlexTensor, param: &FlexTensor) -> bool {
     param.dtype() == x.dtype() && row_length(x).is_some_and(|n| param.layout().shape().to_vec() == [n])
 }
 
-/// A contiguous half tensor widened to a new f32 one.
-fn widened_copy<T: Half>(t: &FlexTensor) -> Option<FlexTensor> {
-    let t = t.to_contiguous();
-    let values = t.as_slice::<T>()?;
-    Some(filled::<f32>(&t, DType::F32, |out| elementwise::widen(values, out)))
-}
-
 /// Flex's own f32 layer norm between exact widening and one rounding: what Flex does for a
 /// half tensor, on the vectorized conversions.
 fn layer_norm_rows<T: Half>(x: &FlexTensor, gamma: &FlexTensor, beta: Option<&FlexTensor>, epsilon: f64) -> Option<FlexTensor> {
     if !fits_rows(x, gamma) || !beta.is_none_or(|b| fits_rows(x, b)) {
         return None;
     }
+    let wide = |t: &FlexTensor| widened::<T>(&t.to_contiguous());
     let beta = match beta {
-        Some(b) => Some(widened_copy::<T>(b)?),
+        Some(b) => Some(wide(b)?),
         None => None,
     };
-    let out = <Flex as ModuleOps<Flex>>::layer_norm(widened_copy::<T>(x)?, widened_copy::<T>(gamma)?, beta, epsilon);
+    let out = <Flex as ModuleOps<Flex>>::layer_norm(wide(x)?, wide(gamma)?, beta, epsilon);
     let values = out.as_slice::<f32>()?;
     Some(filled::<T>(&out, T::dtype(), |o| elementwise::narrow(values, o)))
 }
 
-/// The gradients of [`layer_norm_rows`]: `[dx, dgamma, dbeta]` (a gradient of another
-/// dtype is cast to `x`'s first).
+/// The gradients of [`layer_norm_rows`]: `[dx, dgamma, dbeta]`.
 fn layer_norm_grads<T: Half>(x: &FlexTensor, gamma: &FlexTensor, grad: &FlexTensor, epsilon: f64) -> Option<[FlexTensor; 3]> {
     let n = row_length(x)?;
-    if x.layout().shape() != grad.layout().shape() || !fits_rows(x, gamma) {
+    if x.layout().shape() != grad.layout().shape() || grad.dtype() != x.dtype() || !fits_rows(x, gamma) {
         return None;
     }
-    let grad = match grad.dtype() == x.dtype() {
-        true => grad.to_contiguous(),
-        false => <Flex as FloatTensorOps<Flex>>::float_cast(grad.clone(), FloatDType::from(x.dtype())).to_contiguous(),
-    };
-    let (x, gamma) = (x.to_contiguous(), gamma.to_contiguous());
+    let (x, gamma, grad) = (x.to_contiguous(), gamma.to_contiguous(), grad.to_contiguous());
     let (xv, gv, dv) = (x.as_slice::<T>()?, gamma.as_slice::<T>()?, grad.as_slice::<T>()?);
     let mut dx = FlexTensor::empty(x.layout().shape().clone(), x.dtype());
     let (dgamma, dbeta) = norm::backward(xv, gv, dv, n, epsilon, dx.storage_mut::<T>());

@@ -15,13 +15,8 @@
 
 use rayon::prelude::*;
 
+use super::elementwise::rows_per_task;
 use super::gemm::Half;
-
-/// Rows each thread takes at least: about 2^14 elements.
-fn rows_per_band(rows: usize, n: usize) -> usize {
-    let threads = rayon::current_num_threads().max(1);
-    rows.div_ceil(threads).max((1 << 14) / n.max(1)).max(1)
-}
 
 /// The gradients of layer normalization over the last dimension (`n` long) for the input
 /// `x`, the scale `gamma` and the shift, from the output gradient `g`: `(dx, dgamma,
@@ -31,7 +26,7 @@ pub(crate) fn backward<T: Half>(x: &[T], gamma: &[T], g: &[T], n: usize, epsilon
     assert!(n > 0 && gamma.len() == n && x.len() == g.len() && x.len() == dx.len() && x.len() % n == 0, "whole rows");
     let mut scale = vec![0f32; n];
     T::widen_slice(gamma, &mut scale);
-    let band = rows_per_band(x.len() / n, n) * n;
+    let band = rows_per_task(x.len() / n, n) * n;
     let sums: Vec<(Vec<f32>, Vec<f32>)> = dx
         .par_chunks_mut(band)
         .zip(x.par_chunks(band).zip(g.par_chunks(band)))

@@ -13,13 +13,8 @@ use core::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::elementwise::rows_per_task;
 use super::gemm::{Half, with_lanes};
-
-/// Rows each thread takes at least (of `n` columns): about 2^14 elements.
-fn rows_per_task(rows: usize, n: usize) -> usize {
-    let threads = rayon::current_num_threads().max(1);
-    rows.div_ceil(threads).max((1 << 14) / n.max(1)).max(1)
-}
 
 /// The softmax of every `n`-long row of `scores` (f32), rounded once into `out`. A row
 /// whose every score is `-inf` gives zeros.
