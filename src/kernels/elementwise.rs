@@ -84,7 +84,7 @@ const F32_BLOCK: usize = 256;
 
 /// `dst[i] = src[i]` into uninitialized memory.
 #[inline]
-fn write<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
+pub(crate) fn write<T: Copy>(dst: &mut [MaybeUninit<T>], src: &[T]) {
     dst.iter_mut().zip(src).for_each(|(d, s)| {
         d.write(*s);
     });

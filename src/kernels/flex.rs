@@ -285,9 +285,7 @@ fn binary_f32<T: Half>(a: &FlexTensor, b: &FlexTensor, f: impl Fn(f32, f32) -> f
 
 /// The length of the last dimension of a contiguous tensor of rank >= 1 with elements.
 fn row_length(x: &FlexTensor) -> Option<usize> {
-    let shape = x.layout().shape();
-    let n = *shape.to_vec().last()?;
-    (n > 0).then_some(n)
+    x.layout().shape().last().copied().filter(|&n| n > 0)
 }
 
 fn softmax_rows<T: Half>(scores: &FlexTensor) -> Option<FlexTensor> {
@@ -305,7 +303,7 @@ fn softmax_grad_rows<T: Half>(p: &FlexTensor, g: &FlexTensor) -> Option<FlexTens
 
 /// Whether `param` fits a layer norm of `x`: `x`'s dtype, one dimension of `x`'s last.
 fn fits_rows(x: &FlexTensor, param: &FlexTensor) -> bool {
-    param.dtype() == x.dtype() && row_length(x).is_some_and(|n| param.layout().shape().to_vec() == [n])
+    param.dtype() == x.dtype() && row_length(x).is_some_and(|n| param.layout().shape().as_slice() == [n])
 }
 
 /// Flex's own f32 layer norm between exact widening and one rounding: what Flex does for a

@@ -525,12 +525,10 @@ pub(crate) fn float_cast<B: Backend>(tensor: FloatTensor<B>, dtype: FloatDType) 
 }
 
 /// Attention's softmax into half precision (see [`HostKernels::half_softmax`]), on a
-/// backend with host kernels. Called from [`attention`] only, which has checked the switch.
+/// backend with host kernels. Called from [`attention`] only, whose f32 scores and half
+/// `dtype` the kernel takes (it declines anything else itself).
 #[inline]
 fn softmax_to_half<B: Backend>(scores: FloatTensor<B>, dtype: FloatDType) -> Result<FloatTensor<B>, CastArgs<B>> {
-    if scores.dtype() != DType::F32 || !matches!(dtype, FloatDType::F16 | FloatDType::BF16) {
-        return Err((scores, dtype));
-    }
     let args: CastArgs<B> = (scores, dtype);
     host_backends!(B, args, softmax_tupled)
 }

@@ -13,7 +13,7 @@ use core::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::elementwise::rows_per_task;
+use super::elementwise::{rows_per_task, write};
 use super::gemm::{Half, with_lanes};
 
 /// The softmax of every `n`-long row of `scores` (f32), rounded once into `out`. A row
@@ -38,9 +38,7 @@ fn rows<T: Half>(scores: &[f32], n: usize, row: &mut [f32], out: &mut [MaybeUnin
         let sum = row.iter().sum::<f32>().max(f32::MIN_POSITIVE);
         row.iter_mut().for_each(|e| *e /= sum);
         T::narrow_slice(row, &mut rounded);
-        out.iter_mut().zip(&rounded).for_each(|(o, v)| {
-            o.write(*v);
-        });
+        write(out, &rounded);
     }
 }
 
