@@ -25,6 +25,11 @@ fn transpose_last<B: HostKernels>(t: FloatTensor<B>) -> FloatTensor<B> {
     B::float_swap_dims(t, rank - 2, rank - 1)
 }
 
+/// A cast on the kernels, or on the inner backend when they decline.
+fn cast_or_inner<B: HostKernels>(tensor: FloatTensor<B>, dtype: FloatDType) -> FloatTensor<B> {
+    B::half_cast(tensor, dtype).unwrap_or_else(|(tensor, dtype)| B::float_cast(tensor, dtype))
+}
+
 /// `lhs @ rhs` on the kernels, or on the inner backend when they decline.
 fn matmul_or_inner<B: HostKernels>(lhs: FloatTensor<B>, rhs: FloatTensor<B>) -> FloatTensor<B> {
     B::half_matmul(lhs, rhs).unwrap_or_else(|(lhs, rhs)| B::float_matmul(lhs, rhs))
@@ -34,21 +39,73 @@ fn matmul_or_inner<B: HostKernels>(lhs: FloatTensor<B>, rhs: FloatTensor<B>) -> 
 struct HalfMatmul;
 
 impl<B: HostKernels> Backward<B, 2> for HalfMatmul {
-    type State = (Option<NodeId>, Option<NodeId>);
+    /// The operands kept for each other's gradient, and their shapes: an operand whose
+    /// batch dimension of 1 was broadcast gets its gradient summed over that dimension.
+    type State = (Option<NodeId>, Option<NodeId>, [Shape; 2]);
 
     fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
         let [node_lhs, node_rhs] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (lhs, rhs) = ops.state;
+        let (lhs, rhs, [lhs_shape, rhs_shape]) = ops.state;
         let lhs = lhs.map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id));
         let rhs = rhs.map(|id| checkpointer.retrieve_node_output::<FloatTensor<B>>(id));
         if let (Some(node), Some(rhs)) = (node_lhs, rhs) {
-            grads.register::<B>(node.id, matmul_or_inner::<B>(grad.clone(), transpose_last::<B>(rhs)));
+            grads.register::<B>(node.id, matmul_lhs_grad::<B>(grad.clone(), rhs, &lhs_shape));
         }
         if let (Some(node), Some(lhs)) = (node_rhs, lhs) {
-            grads.register::<B>(node.id, matmul_or_inner::<B>(transpose_last::<B>(lhs), grad));
+            grads.register::<B>(node.id, matmul_rhs_grad::<B>(lhs, grad, &rhs_shape));
         }
     }
+}
+
+/// The batch dimensions where an operand of `shape` has 1 and the output more: the
+/// operand was repeated there, and its gradient is the sum over them.
+fn broadcast_batch_dims(shape: &Shape, output: &Shape) -> Vec<usize> {
+    (0..shape.num_dims().saturating_sub(2)).filter(|&d| shape[d] == 1 && output[d] != 1).collect()
+}
+
+/// `lhs`'s gradient, `grad @ rhs^T`, summed down to `shape`.
+fn matmul_lhs_grad<B: HostKernels>(grad: FloatTensor<B>, rhs: FloatTensor<B>, shape: &Shape) -> FloatTensor<B> {
+    let summed = broadcast_batch_dims(shape, &grad.shape());
+    match summed.is_empty() {
+        true => matmul_or_inner::<B>(grad, transpose_last::<B>(rhs)),
+        false => summed_product::<B>(grad, transpose_last::<B>(rhs), &summed, shape),
+    }
+}
+
+/// `rhs`'s gradient, `lhs^T @ grad`, summed down to `shape`. When `rhs` repeats over every
+/// batch dimension and `lhs` over none (`[b, m, k] @ [1, k, n]`: a weight), the sum of the
+/// per-batch products is one product of the batches stacked as rows, on the kernel.
+fn matmul_rhs_grad<B: HostKernels>(lhs: FloatTensor<B>, grad: FloatTensor<B>, shape: &Shape) -> FloatTensor<B> {
+    let (lhs_shape, grad_shape) = (lhs.shape(), grad.shape());
+    let summed = broadcast_batch_dims(shape, &grad_shape);
+    if summed.is_empty() {
+        return matmul_or_inner::<B>(transpose_last::<B>(lhs), grad);
+    }
+    let rank = grad_shape.num_dims();
+    if summed.len() == rank - 2 && lhs_shape[..rank - 2] == grad_shape[..rank - 2] {
+        let rows = grad_shape[..rank - 1].iter().product::<usize>();
+        let (k, n) = (lhs_shape[rank - 1], grad_shape[rank - 1]);
+        let stacked = B::float_reshape(lhs, Shape::new([rows, k]));
+        let product = matmul_or_inner::<B>(B::float_swap_dims(stacked, 0, 1), B::float_reshape(grad, Shape::new([rows, n])));
+        return B::float_reshape(product, shape.clone());
+    }
+    summed_product::<B>(transpose_last::<B>(lhs), grad, &summed, shape)
+}
+
+/// `a @ b` summed over the batch dimensions `summed`, computed in f32 from the exactly
+/// widened operands and rounded once to their dtype, as `shape`: each gradient value is
+/// one rounding from its exact sum (rounding each batch's product first and their sum
+/// again erred by several roundings where the batches' terms cancel). An empty operand
+/// gives zeros (and keeps Flex's product away from an empty broadcast batch).
+fn summed_product<B: HostKernels>(a: FloatTensor<B>, b: FloatTensor<B>, summed: &[usize], shape: &Shape) -> FloatTensor<B> {
+    let dtype = FloatDType::from(a.dtype());
+    if a.shape().num_elements() == 0 || b.shape().num_elements() == 0 {
+        return B::float_zeros(shape.clone(), &B::float_device(&a), dtype);
+    }
+    let product = B::float_matmul(cast_or_inner::<B>(a, FloatDType::F32), cast_or_inner::<B>(b, FloatDType::F32));
+    let sum = summed.iter().fold(product, |t, &d| B::float_sum_dim(t, d));
+    cast_or_inner::<B>(sum, dtype)
 }
 
 /// The gradients of `x @ weight (+ bias)` for the output gradient `grad`.
@@ -111,21 +168,26 @@ impl<B: HostKernels, const N: usize> Backward<B, N> for HalfLinear {
     }
 }
 
-/// Records `op` with `parents` for an output computed by a kernel. The state keeps the
-/// first two parents (each one's gradient needs the other: matmul's operands, linear's
-/// input and weight), each only when the other needs a gradient.
-fn record<B, C, O, const N: usize>(op: O, parents: [&FloatTensor<Autodiff<B, C>>; N], out: FloatTensor<B>) -> FloatTensor<Autodiff<B, C>>
+/// Records `op` with `parents` for an output computed by a kernel. `state` gets the first
+/// two parents, checkpointed, each only when the other needs a gradient (each one's
+/// gradient needs the other: matmul's operands, linear's input and weight).
+fn record<B, C, O, const N: usize>(
+    op: O,
+    parents: [&FloatTensor<Autodiff<B, C>>; N],
+    state: impl FnOnce(Option<NodeId>, Option<NodeId>) -> O::State,
+    out: FloatTensor<B>,
+) -> FloatTensor<Autodiff<B, C>>
 where
     B: HostKernels,
     C: CheckpointStrategy,
-    O: Backward<B, N, State = (Option<NodeId>, Option<NodeId>)>,
+    O: Backward<B, N>,
 {
     let (first, second) = (parents[0], parents[1]);
     match op.prepare::<C>(parents.map(|p| p.node.clone())).compute_bound().stateful() {
         OpsKind::Tracked(mut prep) => {
             let first_state = second.is_tracked().then(|| prep.checkpoint(first));
             let second_state = first.is_tracked().then(|| prep.checkpoint(second));
-            prep.finish((first_state, second_state), out)
+            prep.finish(state(first_state, second_state), out)
         }
         OpsKind::UnTracked(prep) => prep.finish(out),
     }
@@ -260,13 +322,14 @@ fn binary_or_inner<B: HostKernels>(lhs: FloatTensor<B>, rhs: FloatTensor<B>, op:
 }
 
 /// A gradient of the output's shape summed down to `shape`, which repeats over the output's
-/// leading dimensions (the only broadcast the kernels take): a column sum in f32.
+/// leading dimensions (the only broadcast the kernels take): a column sum, in f32 for a
+/// half gradient.
 fn reduce_to<B: HostKernels>(grad: FloatTensor<B>, shape: &Shape) -> FloatTensor<B> {
     if grad.shape() == *shape {
         return grad;
     }
     let columns = shape.num_elements();
-    let rows = grad.shape().num_elements() / columns;
+    let rows = grad.shape().num_elements().checked_div(columns).unwrap_or(0);
     let flat = B::float_reshape(grad, Shape::new([rows, columns]));
     let sums = B::half_sum_to_last(flat).unwrap_or_else(|flat| B::float_sum_dim(flat, 0));
     B::float_reshape(sums, shape.clone())
@@ -284,15 +347,23 @@ impl<B: HostKernels> Backward<B, 2> for HalfBinary {
         let [node_lhs, node_rhs] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
         let (lhs, rhs, lhs_shape, rhs_shape) = ops.state;
-        let times = |grad: FloatTensor<B>, factor: Option<FloatTensor<B>>| match factor {
+        let gradient = |grad: FloatTensor<B>, factor: Option<FloatTensor<B>>, shape: &Shape| match factor {
+            // A repeated factor's gradient sums products of the gradient and the other
+            // input: each product in f32 from exact widening, the sum rounded once
+            // (rounding the products first erred by several roundings where they cancel).
+            Some(factor) if grad.shape() != *shape => {
+                let dtype = FloatDType::from(grad.dtype());
+                let wide = |t| cast_or_inner::<B>(t, FloatDType::F32);
+                cast_or_inner::<B>(reduce_to::<B>(B::float_mul(wide(grad), wide(factor)), shape), dtype)
+            }
             Some(factor) => binary_or_inner::<B>(grad, factor, BinaryOp::Mul),
-            None => grad,
+            None => reduce_to::<B>(grad, shape),
         };
         if let Some(node) = node_lhs {
-            grads.register::<B>(node.id, reduce_to::<B>(times(grad.clone(), rhs), &lhs_shape));
+            grads.register::<B>(node.id, gradient(grad.clone(), rhs, &lhs_shape));
         }
         if let Some(node) = node_rhs {
-            grads.register::<B>(node.id, reduce_to::<B>(times(grad, lhs), &rhs_shape));
+            grads.register::<B>(node.id, gradient(grad, lhs, &rhs_shape));
         }
     }
 }
@@ -309,11 +380,14 @@ impl<B: HostKernels> Backward<B, 1> for HalfSoftmax {
         let p = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |g| {
             B::half_softmax_backward(p, g).unwrap_or_else(|(p, g)| {
-                // The same formula on the inner backend's ops, in f32.
-                let (p, g) = (B::float_cast(p, FloatDType::F32), B::float_cast(g, FloatDType::F32));
+                // The same formula on the inner backend's ops, in f32 (a row masked whole
+                // sums to 0, and its zeros stay zeros: the sum is clamped above 0).
+                let (p, g) = (cast_or_inner::<B>(p, FloatDType::F32), cast_or_inner::<B>(g, FloatDType::F32));
                 let last = p.shape().num_dims() - 1;
-                let dot = B::float_sum_dim(B::float_mul(g.clone(), p.clone()), last);
-                B::float_mul(p, B::float_sub(g, dot))
+                let total = B::float_clamp_min(B::float_sum_dim(p.clone(), last), f32::MIN_POSITIVE.into());
+                let q = B::float_div(p, total);
+                let dot = B::float_sum_dim(B::float_mul(g.clone(), q.clone()), last);
+                B::float_mul(q, B::float_sub(g, dot))
             })
         });
     }
@@ -451,7 +525,10 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
 
     fn half_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
         match B::half_matmul(lhs.primitive.clone(), rhs.primitive.clone()) {
-            Ok(out) => Ok(record::<B, C, _, 2>(HalfMatmul, [&lhs, &rhs], out)),
+            Ok(out) => {
+                let shapes = [lhs.shape(), rhs.shape()];
+                Ok(record::<B, C, _, 2>(HalfMatmul, [&lhs, &rhs], |l, r| (l, r, shapes), out))
+            }
             Err(_) => Err((lhs, rhs)),
         }
     }
@@ -467,8 +544,8 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
             Err(_) => return Err((x, weight, bias)),
         };
         Ok(match &bias {
-            Some(bias) => record::<B, C, _, 3>(HalfLinear, [&x, &weight, bias], out),
-            None => record::<B, C, _, 2>(HalfLinear, [&x, &weight], out),
+            Some(bias) => record::<B, C, _, 3>(HalfLinear, [&x, &weight, bias], |x, w| (x, w), out),
+            None => record::<B, C, _, 2>(HalfLinear, [&x, &weight], |x, w| (x, w), out),
         })
     }
 }

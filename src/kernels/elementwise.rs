@@ -121,10 +121,26 @@ pub(crate) fn narrow<T: Half>(input: &[f32], out: &mut [MaybeUninit<T>]) {
 }
 
 /// An initialized slice seen as one to overwrite (for outputs that already exist).
-pub(crate) fn overwrite<T: Copy>(out: &mut [T]) -> &mut [MaybeUninit<T>] {
-    // SAFETY: `MaybeUninit<T>` has `T`'s layout, and writing a `T: Copy` through it leaves
-    // the slice initialized (no value is dropped or de-initialized).
+///
+/// # Safety
+/// Everything written through the result must be an initialized `T` (`MaybeUninit::write`,
+/// never `MaybeUninit::uninit()`): the slice is read as `T`s afterwards.
+pub(crate) unsafe fn overwrite<T: Copy>(out: &mut [T]) -> &mut [MaybeUninit<T>] {
+    // SAFETY: `MaybeUninit<T>` has `T`'s layout; the caller writes only initialized `T`s,
+    // so the slice stays initialized (a `T: Copy` has no drop to skip).
     unsafe { &mut *(out as *mut [T] as *mut [MaybeUninit<T>]) }
+}
+
+/// [`widen`] into an existing slice.
+pub(crate) fn widen_into<T: Half>(input: &[T], out: &mut [f32]) {
+    // SAFETY: `widen` writes f32 values, with `MaybeUninit::write` or stores of values.
+    widen(input, unsafe { overwrite(out) })
+}
+
+/// [`narrow`] into an existing slice.
+pub(crate) fn narrow_into<T: Half>(input: &[f32], out: &mut [T]) {
+    // SAFETY: `narrow` writes rounded values, with `MaybeUninit::write` or stores of values.
+    narrow(input, unsafe { overwrite(out) })
 }
 
 /// `out[i] = narrow(f(widen(input[i])))`: `f` computes in f32 on exact values and the

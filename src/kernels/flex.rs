@@ -157,21 +157,36 @@ impl HostKernels for Flex {
         result.inspect(|_| count(|c| &mut c.layer_norm_backward)).ok_or(args)
     }
 
+    // Every layout: a view is made contiguous first (Flex's own cast copies it too). Flex's
+    // narrowing goes through f64 with `half`'s f64-to-bf16 conversion, which drops the low
+    // 32 bits of the f64 before rounding and so misrounds f32 values just above a tie;
+    // these loops round every value correctly, and a declined view would get Flex's.
     fn half_cast(tensor: FlexTensor, dtype: FloatDType) -> Result<FlexTensor, CastArgs<Flex>> {
-        let out = match (tensor.dtype(), dtype) {
-            (DType::F32, FloatDType::BF16) => narrowed::<bf16>(&tensor),
-            (DType::F32, FloatDType::F16) => narrowed::<f16>(&tensor),
-            (DType::BF16, FloatDType::F32) => widened::<bf16>(&tensor),
-            (DType::F16, FloatDType::F32) => widened::<f16>(&tensor),
+        let takes = matches!(
+            (tensor.dtype(), dtype),
+            (DType::F32, FloatDType::BF16 | FloatDType::F16) | (DType::BF16 | DType::F16, FloatDType::F32)
+        );
+        if !takes {
+            return Err((tensor, dtype));
+        }
+        let contiguous = tensor.to_contiguous();
+        let out = match (contiguous.dtype(), dtype) {
+            (DType::F32, FloatDType::BF16) => narrowed::<bf16>(&contiguous),
+            (DType::F32, FloatDType::F16) => narrowed::<f16>(&contiguous),
+            (DType::BF16, FloatDType::F32) => widened::<bf16>(&contiguous),
+            (DType::F16, FloatDType::F32) => widened::<f16>(&contiguous),
             _ => None,
         };
         out.inspect(|_| count(|c| &mut c.cast)).ok_or((tensor, dtype))
     }
 }
 
-/// A new contiguous tensor of `like`'s shape and `dtype`, written by `fill`, which must
-/// write every element (the element-wise kernels do: each covers its whole output).
-fn filled<E: burn::tensor::Element + bytemuck::Pod>(
+/// A new contiguous tensor of `like`'s shape and `dtype`, written by `fill`.
+///
+/// # Safety
+/// `fill` writes every element of the slice it is given (the element-wise kernels do:
+/// each covers its whole output), with initialized values.
+unsafe fn filled<E: burn::tensor::Element + bytemuck::Pod>(
     like: &FlexTensor,
     dtype: DType,
     fill: impl FnOnce(&mut [MaybeUninit<E>]),
@@ -180,7 +195,8 @@ fn filled<E: burn::tensor::Element + bytemuck::Pod>(
     let n = shape.num_elements();
     let mut data: Vec<E> = Vec::with_capacity(n);
     fill(&mut data.spare_capacity_mut()[..n]);
-    // SAFETY: `fill` initialized the first `n` elements of the allocation (above).
+    // SAFETY: `fill` initialized the first `n` elements of the allocation (the caller's
+    // contract), within the capacity reserved above.
     unsafe { data.set_len(n) };
     FlexTensor::new(Bytes::from_elems(data), Layout::contiguous(shape), dtype)
 }
@@ -216,22 +232,28 @@ fn unary_bits<T: Half>(mut x: FlexTensor, f: impl Fn(u16) -> u16 + Sync + Send) 
         return Ok(x);
     }
     let Some(input) = x.as_slice::<T>() else { return Err(x) };
-    Ok(filled::<T>(&x, x.dtype(), |out| elementwise::map_bits(input, out, f)))
+    // SAFETY: `map_bits` writes every element of its output.
+    Ok(unsafe { filled::<T>(&x, x.dtype(), |out| elementwise::map_bits(input, out, f)) })
 }
 
 /// `f` on every pair of 16-bit patterns of two contiguous half tensors of one shape.
 fn binary_bits<T: Half>(a: &FlexTensor, b: &FlexTensor, f: impl Fn(u16, u16) -> u16 + Sync + Send) -> Option<FlexTensor> {
-    zipped::<T>(a, b, |x, y, out| elementwise::zip_bits(x, y, out, f))
+    // SAFETY: `zip_bits` writes every element of its output.
+    unsafe { zipped::<T>(a, b, |x, y, out| elementwise::zip_bits(x, y, out, f)) }
 }
 
 /// A new half tensor from two contiguous half tensors of one shape, element by element
 /// (`kernel` writes the output from both inputs' elements).
-fn zipped<T: Half>(a: &FlexTensor, b: &FlexTensor, kernel: impl FnOnce(&[T], &[T], &mut [MaybeUninit<T>])) -> Option<FlexTensor> {
+///
+/// # Safety
+/// `kernel` writes every element of its output, as [`filled`] requires.
+unsafe fn zipped<T: Half>(a: &FlexTensor, b: &FlexTensor, kernel: impl FnOnce(&[T], &[T], &mut [MaybeUninit<T>])) -> Option<FlexTensor> {
     if a.layout().shape() != b.layout().shape() {
         return None;
     }
     let (x, y) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
-    Some(filled::<T>(a, a.dtype(), |out| kernel(x, y, out)))
+    // SAFETY: the caller's contract: `kernel` writes every element of its output.
+    Some(unsafe { filled::<T>(a, a.dtype(), |out| kernel(x, y, out)) })
 }
 
 /// Whether `small` repeats over `big`'s leading dimensions: equal ranks, and `small` is
@@ -249,10 +271,12 @@ fn broadcast_f32<T: Half>(a: &FlexTensor, b: &FlexTensor, op: BinaryOp) -> Optio
     let (sa, sb) = (a.layout().shape(), b.layout().shape());
     let (x, y) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
     if sa == sb || repeats_over(sb, sa) {
-        return Some(filled::<T>(a, a.dtype(), |out| elementwise::binary(x, y, out, op, false)));
+        // SAFETY: `binary` writes every element of its output.
+        return Some(unsafe { filled::<T>(a, a.dtype(), |out| elementwise::binary(x, y, out, op, false)) });
     }
     if repeats_over(sa, sb) {
-        return Some(filled::<T>(b, b.dtype(), |out| elementwise::binary(y, x, out, op, true)));
+        // SAFETY: `binary` writes every element of its output.
+        return Some(unsafe { filled::<T>(b, b.dtype(), |out| elementwise::binary(y, x, out, op, true)) });
     }
     None
 }
@@ -275,12 +299,14 @@ fn gelu_grad(x: f32, g: f32) -> f32 {
 /// `f` in f32 on every element of a contiguous half tensor, rounded once.
 fn unary_f32<T: Half>(x: &FlexTensor, f: impl Fn(f32) -> f32 + Sync + Send) -> Option<FlexTensor> {
     let input = x.as_slice::<T>()?;
-    Some(filled::<T>(x, x.dtype(), |out| elementwise::map_f32(input, out, f)))
+    // SAFETY: `map_f32` writes every element of its output.
+    Some(unsafe { filled::<T>(x, x.dtype(), |out| elementwise::map_f32(input, out, f)) })
 }
 
 /// `f` in f32 on every pair of elements of two contiguous half tensors of one shape.
 fn binary_f32<T: Half>(a: &FlexTensor, b: &FlexTensor, f: impl Fn(f32, f32) -> f32 + Sync + Send) -> Option<FlexTensor> {
-    zipped::<T>(a, b, |x, y, out| elementwise::zip_f32(x, y, out, f))
+    // SAFETY: `zip_f32` writes every element of its output.
+    unsafe { zipped::<T>(a, b, |x, y, out| elementwise::zip_f32(x, y, out, f)) }
 }
 
 /// The length of the last dimension of a contiguous tensor of rank >= 1 with elements.
@@ -290,7 +316,8 @@ fn row_length(x: &FlexTensor) -> Option<usize> {
 
 fn softmax_rows<T: Half>(scores: &FlexTensor) -> Option<FlexTensor> {
     let (values, n) = (scores.as_slice::<f32>()?, row_length(scores)?);
-    Some(filled::<T>(scores, T::dtype(), |out| softmax::forward(values, n, out)))
+    // SAFETY: `softmax::forward` writes every element of its output (whole rows of `n`).
+    Some(unsafe { filled::<T>(scores, T::dtype(), |out| softmax::forward(values, n, out)) })
 }
 
 fn softmax_grad_rows<T: Half>(p: &FlexTensor, g: &FlexTensor) -> Option<FlexTensor> {
@@ -298,7 +325,8 @@ fn softmax_grad_rows<T: Half>(p: &FlexTensor, g: &FlexTensor) -> Option<FlexTens
         return None;
     }
     let (pv, gv, n) = (p.as_slice::<T>()?, g.as_slice::<T>()?, row_length(p)?);
-    Some(filled::<f32>(p, DType::F32, |out| softmax::backward(pv, gv, n, out)))
+    // SAFETY: `softmax::backward` writes every element of its output (whole rows of `n`).
+    Some(unsafe { filled::<f32>(p, DType::F32, |out| softmax::backward(pv, gv, n, out)) })
 }
 
 /// Whether `param` fits a layer norm of `x`: `x`'s dtype, one dimension of `x`'s last.
@@ -319,7 +347,8 @@ fn layer_norm_rows<T: Half>(x: &FlexTensor, gamma: &FlexTensor, beta: Option<&Fl
     };
     let out = <Flex as ModuleOps<Flex>>::layer_norm(wide(x)?, wide(gamma)?, beta, epsilon);
     let values = out.as_slice::<f32>()?;
-    Some(filled::<T>(&out, T::dtype(), |o| elementwise::narrow(values, o)))
+    // SAFETY: `narrow` writes every element of its output.
+    Some(unsafe { filled::<T>(&out, T::dtype(), |o| elementwise::narrow(values, o)) })
 }
 
 /// The gradients of [`layer_norm_rows`]: `[dx, dgamma, dbeta]`.
@@ -338,12 +367,14 @@ fn layer_norm_grads<T: Half>(x: &FlexTensor, gamma: &FlexTensor, grad: &FlexTens
 
 fn narrowed<T: Half>(x: &FlexTensor) -> Option<FlexTensor> {
     let input = x.as_slice::<f32>()?;
-    Some(filled::<T>(x, T::dtype(), |out| elementwise::narrow(input, out)))
+    // SAFETY: `narrow` writes every element of its output.
+    Some(unsafe { filled::<T>(x, T::dtype(), |out| elementwise::narrow(input, out)) })
 }
 
 fn widened<T: Half>(x: &FlexTensor) -> Option<FlexTensor> {
     let input = x.as_slice::<T>()?;
-    Some(filled::<f32>(x, DType::F32, |out| elementwise::widen(input, out)))
+    // SAFETY: `widen` writes every element of its output.
+    Some(unsafe { filled::<f32>(x, DType::F32, |out| elementwise::widen(input, out)) })
 }
 
 /// `dims` of a layout as one dimension: their element count and the stride between

@@ -55,7 +55,7 @@ fn widen_samples<T: Half>(t: &FlexTensor, range: core::ops::Range<usize>) -> Fle
     dims[0] = range.len();
     let values = &t.as_slice::<T>().expect("contiguous half")[range.start * per..range.end * per];
     let mut out = FlexTensor::empty(Shape::from(dims), DType::F32);
-    elementwise::widen(values, elementwise::overwrite(out.storage_mut::<f32>()));
+    elementwise::widen_into(values, out.storage_mut::<f32>());
     out
 }
 
@@ -69,7 +69,7 @@ fn widen_all<T: Half>(t: &FlexTensor) -> FlexTensor {
 fn narrow<T: Half>(t: &FlexTensor) -> FlexTensor {
     let t = t.to_contiguous();
     let mut out = FlexTensor::empty(t.layout().shape().clone(), T::dtype());
-    elementwise::narrow(t.as_slice::<f32>().expect("contiguous f32"), elementwise::overwrite(out.storage_mut::<T>()));
+    elementwise::narrow_into(t.as_slice::<f32>().expect("contiguous f32"), out.storage_mut::<T>());
     out
 }
 
@@ -89,7 +89,7 @@ fn per_slice<T: Half>(batch: usize, slice: usize, mut op: impl FnMut(core::ops::
             FlexTensor::empty(Shape::from(dims), T::dtype())
         });
         let target = &mut out.storage_mut::<T>()[range.start * per..range.end * per];
-        elementwise::narrow(part.as_slice::<f32>().expect("contiguous f32"), elementwise::overwrite(target));
+        elementwise::narrow_into(part.as_slice::<f32>().expect("contiguous f32"), target);
         start = range.end;
     }
     out.expect("a non-empty batch")

@@ -19,6 +19,10 @@ use super::elementwise::overwrite;
 pub(crate) use super::lanes::Lanes;
 
 /// The two half element types, as the kernels need them.
+///
+/// Widening is exact, and a signalling NaN comes out quiet with its sign and payload
+/// (IEEE 754's rule for conversions, what x86's f16 conversion instruction and Flex's own
+/// casts do): bf16's widening, a shift, sets the quiet bit where the value is NaN.
 pub(crate) trait Half:
     gemmkit::FusedScalar + gemmkit::GemmScalar + burn::tensor::Element + bytemuck::Pod + Copy + Send + Sync + Lanes
 {
@@ -48,6 +52,9 @@ macro_rules! with_lanes {
 }
 pub(crate) use with_lanes;
 
+// `overwrite` in the lanes calls below: `lanes::widen` and `lanes::narrow` write only
+// converted values (masked stores of registers) into the slice they are given.
+//
 // The portable loops: bf16 is the top half of an f32, so widening is a shift, and
 // narrowing rounds the low half to nearest even with integer arithmetic (branch-free, so
 // the compiler vectorizes both; the `half` crate converts bf16 one element at a time). f16
@@ -56,7 +63,9 @@ impl Half for bf16 {
     fn widen_slice(src: &[Self], dst: &mut [f32]) {
         with_lanes!(super::lanes::widen(src, overwrite(dst)));
         for (d, s) in dst.iter_mut().zip(src) {
-            *d = f32::from_bits(u32::from(s.to_bits()) << 16);
+            let bits = u32::from(s.to_bits()) << 16;
+            let quiet = if bits & 0x7fff_ffff > 0x7f80_0000 { bits | 0x0040_0000 } else { bits };
+            *d = f32::from_bits(quiet);
         }
     }
 

@@ -143,9 +143,9 @@ pub trait HostKernels: Backend {
         Err((scores, dtype))
     }
 
-    /// [`HostKernels::half_softmax`]'s backward: `p * (g - sum(g * p))` over the last
-    /// dimension, in f32, from the f16/bf16 probabilities `p` and their gradient `g` (same
-    /// dtype and shape); an f32 result.
+    /// [`HostKernels::half_softmax`]'s backward over the last dimension, in f32, from the
+    /// f16/bf16 probabilities `p` and their gradient `g` (same dtype and shape): `q * (g -
+    /// sum(g * q))` with `q = p / sum(p)`, the rounded row renormalized; an f32 result.
     fn half_softmax_backward(p: FloatTensor<Self>, g: FloatTensor<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
         Err((p, g))
     }
@@ -436,7 +436,9 @@ pub(crate) trait Composed: HostKernels {
         let (x, grad) = args;
         let (x_shape, g_shape) = (x.shape(), grad.shape());
         let (k, n) = (x_shape[x_shape.num_dims() - 1], g_shape[g_shape.num_dims() - 1]);
-        let rows = x_shape.num_elements().checked_div(k).unwrap_or(0);
+        // The leading dimensions' product, not `elements / k`: with `k = 0` there are
+        // still rows (of nothing), and the gradient keeps its own.
+        let rows = x_shape.as_slice()[..x_shape.num_dims() - 1].iter().product();
         let x2d = Self::float_reshape(x.clone(), burn::tensor::Shape::new([rows, k]));
         let g2d = Self::float_reshape(grad.clone(), burn::tensor::Shape::new([rows, n]));
         Self::half_matmul(Self::float_swap_dims(x2d, 0, 1), g2d).map_err(|_| (x, grad))

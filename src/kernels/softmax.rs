@@ -6,8 +6,12 @@
 //! softmax made six passes over the `[batch, heads, seq, seq]` scores, and autodiff kept
 //! the f32 exponentials for the backward beside the half probabilities for the product (6
 //! bytes a score). The node over this kernel keeps only the half probabilities (2 bytes):
-//! its backward, `p * (g - sum(g * p))`, reads `p` rounded to the half dtype, an error of
-//! the same size as the rounding of `g`, the half gradient the second product hands back.
+//! its backward reads `p` rounded to the half dtype, an error of the same size as the
+//! rounding of `g`, the half gradient the second product hands back. The rounded row no
+//! longer sums to one, so the backward renormalizes it first, `q = p / sum(p)`, and
+//! computes `q * (g - sum(g * q))`: each row of the score gradient then sums to zero as
+//! the exact one does. (From `p` itself, a row with equal keys got a query gradient of
+//! one rounding's size where the exact one is 0: found by the fast path's property tests.)
 
 use core::mem::MaybeUninit;
 
@@ -42,7 +46,15 @@ fn rows<T: Half>(scores: &[f32], n: usize, row: &mut [f32], out: &mut [MaybeUnin
     }
 }
 
-/// Softmax's backward for every `n`-long row: `p * (g - sum(g * p))` in f32.
+/// `1 / sum(p)` for a row of rounded probabilities summing to `total`, 0 for a row masked
+/// whole (all zeros).
+#[inline]
+pub(crate) fn normalizer(total: f32) -> f32 {
+    if total > 0.0 { 1.0 / total } else { 0.0 }
+}
+
+/// Softmax's backward for every `n`-long row, in f32: `q * (g - sum(g * q))` for the
+/// renormalized probabilities `q = p / sum(p)`.
 pub(crate) fn backward<T: Half>(p: &[T], g: &[T], n: usize, out: &mut [MaybeUninit<f32>]) {
     if out.is_empty() {
         return;
@@ -57,9 +69,10 @@ fn grad_rows<T: Half>(p: &[T], g: &[T], n: usize, out: &mut [MaybeUninit<f32>]) 
     for ((p, g), out) in p.chunks_exact(n).zip(g.chunks_exact(n)).zip(out.chunks_exact_mut(n)) {
         T::widen_slice(p, &mut pf);
         T::widen_slice(g, &mut gf);
-        let dot: f32 = pf.iter().zip(&gf).map(|(p, g)| p * g).sum();
+        let scale = normalizer(pf.iter().sum());
+        let dot = pf.iter().zip(&gf).map(|(p, g)| p * g).sum::<f32>() * scale;
         out.iter_mut().zip(pf.iter().zip(&gf)).for_each(|(o, (p, g))| {
-            o.write(p * (g - dot));
+            o.write(p * scale * (g - dot));
         });
     }
 }

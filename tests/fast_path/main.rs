@@ -1,0 +1,84 @@
+//! Property-based differential tests of the host fast path (`burn_mixed::kernels`): every
+//! op it takes, on shapes and layouts drawn by proptest, against Flex's own kernels (the
+//! fast path switched off) and an f64 reference, in both autodiff layerings
+//! (`Mixed<Autodiff<Flex>>`, `Autodiff<Mixed<Flex>>`) and both half dtypes. See `oracle`
+//! for what a case must satisfy.
+//!
+//! CI runs each property with a fixed seed and the case count given here, at every level
+//! of the element-wise loops (native, then `MIXED_HOST_LANES=avx512` and `=0` in child
+//! processes). A long run: `scripts/fast-path-props.sh` (`PROPTEST_CASES`, a fresh seed).
+//! Minimal cases the properties found are kept as named tests in `regressions`.
+
+#![cfg(feature = "flex")]
+
+#[path = "../kernels_support/mod.rs"]
+mod kernels_support;
+
+mod conv;
+mod elementwise;
+mod layout;
+mod oracle;
+mod products;
+mod regressions;
+mod rows;
+
+use oracle::property;
+
+#[test]
+fn matmul_agrees_with_flex() {
+    property("matmul", 800, products::matmul(), |c| c.matmul + c.linear);
+}
+
+#[test]
+fn linear_agrees_with_flex() {
+    property("linear", 800, products::linear_layer(), |c| c.linear);
+}
+
+#[test]
+fn add_and_mul_agree_with_flex() {
+    property("add/mul", 800, elementwise::binary(), |c| c.binary);
+}
+
+#[test]
+fn relu_and_gelu_agree_with_flex() {
+    property("relu/gelu", 500, elementwise::unary(), |c| c.relu + c.gelu);
+}
+
+#[test]
+fn casts_agree_with_flex() {
+    property("casts", 500, elementwise::cast(), |c| c.cast);
+}
+
+#[test]
+fn attention_agrees_with_flex() {
+    property("attention", 800, rows::attention_case(), |c| c.softmax);
+}
+
+#[test]
+fn layer_norm_agrees_with_flex() {
+    property("layer norm", 500, rows::layer_norm(), |c| c.layer_norm);
+}
+
+#[test]
+fn conv2d_agrees_with_flex() {
+    property("conv2d", 300, conv::conv2d_case(), |c| c.conv2d);
+}
+
+/// Every property again on the loops a CPU without AVX-512 runs, and on AVX-512 without
+/// its bf16 conversion (the loop level is read once per process).
+#[test]
+fn every_property_at_every_loop_level() {
+    kernels_support::rerun_without_lanes(&[
+        "matmul_agrees_with_flex",
+        "linear_agrees_with_flex",
+        "add_and_mul_agree_with_flex",
+        "relu_and_gelu_agree_with_flex",
+        "casts_agree_with_flex",
+        "attention_agrees_with_flex",
+        "layer_norm_agrees_with_flex",
+        "conv2d_agrees_with_flex",
+        "regressions::signalling_nans_widen_to_quiet_nans",
+        "regressions::softmax_backward_rows_sum_to_zero",
+        "regressions::casts_round_near_ties_correctly_on_every_layout",
+    ]);
+}
