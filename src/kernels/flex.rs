@@ -157,26 +157,24 @@ impl HostKernels for Flex {
         result.inspect(|_| count(|c| &mut c.layer_norm_backward)).ok_or(args)
     }
 
-    // Every layout: a view is made contiguous first (Flex's own cast copies it too). Flex's
-    // narrowing goes through f64 with `half`'s f64-to-bf16 conversion, which drops the low
-    // 32 bits of the f64 before rounding and so misrounds f32 values just above a tie;
-    // these loops round every value correctly, and a declined view would get Flex's.
+    // Every layout: contiguous elements are read in place, any other view is copied first
+    // (Flex's own cast copies it too). Flex's narrowing goes through f64 with `half`'s
+    // f64-to-bf16 conversion, which drops the low 32 bits of the f64 before rounding and
+    // so misrounds f32 values just above a tie; these loops round every value correctly,
+    // and a declined view would get Flex's.
     fn half_cast(tensor: FlexTensor, dtype: FloatDType) -> Result<FlexTensor, CastArgs<Flex>> {
+        let cast = |t: &FlexTensor| match (t.dtype(), dtype) {
+            (DType::F32, FloatDType::BF16) => narrowed::<bf16>(t),
+            (DType::F32, FloatDType::F16) => narrowed::<f16>(t),
+            (DType::BF16, FloatDType::F32) => widened::<bf16>(t),
+            (DType::F16, FloatDType::F32) => widened::<f16>(t),
+            _ => None,
+        };
         let takes = matches!(
             (tensor.dtype(), dtype),
             (DType::F32, FloatDType::BF16 | FloatDType::F16) | (DType::BF16 | DType::F16, FloatDType::F32)
         );
-        if !takes {
-            return Err((tensor, dtype));
-        }
-        let contiguous = tensor.to_contiguous();
-        let out = match (contiguous.dtype(), dtype) {
-            (DType::F32, FloatDType::BF16) => narrowed::<bf16>(&contiguous),
-            (DType::F32, FloatDType::F16) => narrowed::<f16>(&contiguous),
-            (DType::BF16, FloatDType::F32) => widened::<bf16>(&contiguous),
-            (DType::F16, FloatDType::F32) => widened::<f16>(&contiguous),
-            _ => None,
-        };
+        let out = if takes { cast(&tensor).or_else(|| cast(&tensor.to_contiguous())) } else { None };
         out.inspect(|_| count(|c| &mut c.cast)).ok_or((tensor, dtype))
     }
 }
