@@ -23,6 +23,8 @@ use super::gemm::{Half, with_lanes};
 /// The softmax of every `n`-long row of `scores` (f32), rounded once into `out`. A row
 /// whose every score is `-inf` gives zeros.
 pub(crate) fn forward<T: Half>(scores: &[f32], n: usize, out: &mut [MaybeUninit<T>]) {
+    // Every output element is written: callers' `filled` relies on it.
+    assert!(scores.len() == out.len() && n > 0 && out.len() % n == 0, "one probability per score, whole rows");
     if out.is_empty() {
         return;
     }
@@ -56,6 +58,8 @@ pub(crate) fn normalizer(total: f32) -> f32 {
 /// Softmax's backward for every `n`-long row, in f32: `q * (g - sum(g * q))` for the
 /// renormalized probabilities `q = p / sum(p)`.
 pub(crate) fn backward<T: Half>(p: &[T], g: &[T], n: usize, out: &mut [MaybeUninit<f32>]) {
+    // Every output element is written: callers' `filled` relies on it.
+    assert!(p.len() == out.len() && g.len() == out.len() && n > 0 && out.len() % n == 0, "one gradient per probability, whole rows");
     if out.is_empty() {
         return;
     }
