@@ -307,9 +307,7 @@ impl<B: HostKernels> Backward<B, 1> for HalfCast {
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let dtype = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            B::half_cast(grad, dtype).unwrap_or_else(|(grad, dtype)| B::float_cast(grad, dtype))
-        });
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| cast_or_inner::<B>(grad, dtype));
     }
 }
 
