@@ -91,7 +91,9 @@ fn benches(c: &mut Criterion) {
         bench_backend::<W>(c, "wgpu", &device, &peak, false);
     }
     #[cfg(not(feature = "wgpu"))]
-    println!("WARNING: built without the wgpu feature, so the Wgpu step benches did not run (`cargo bench --workspace` enables it, as backend-tests does; or `cargo bench --features wgpu`)");
+    println!(
+        "WARNING: built without the wgpu feature, so the Wgpu step benches did not run (`cargo bench --workspace` enables it, as backend-tests does; or `cargo bench --features wgpu`)"
+    );
     print_summary();
 }
 

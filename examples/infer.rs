@@ -41,9 +41,9 @@ mod transformer;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use burn::tensor::ElementConversion;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::ElementConversion;
 use burn_mixed::{Mixed, MixedPrecision};
 use clap::Parser;
 
@@ -68,9 +68,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let result = artifacts::load_config(&args.artifacts)
-        .map_err(|message| (1, message))
-        .and_then(|config| dispatch(&args, &config));
+    let result = artifacts::load_config(&args.artifacts).map_err(|message| (1, message)).and_then(|config| dispatch(&args, &config));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, message)) => {
@@ -141,10 +139,13 @@ fn infer<B: Backend>(device: B::Device, backend: &str, args: &Args, config: &Sav
         println!("  item {i:>3}: {}", item.describe(&predicted[row..row + rows]));
         row += rows;
     }
-    println!("accuracy: {accuracy:.4} ({correct}/{targets} {})", match config.model.kind() {
-        model::ModelKind::Transformer => "tokens",
-        model::ModelKind::Mlp => "items",
-    });
+    println!(
+        "accuracy: {accuracy:.4} ({correct}/{targets} {})",
+        match config.model.kind() {
+            model::ModelKind::Transformer => "tokens",
+            model::ModelKind::Mlp => "items",
+        }
+    );
     let param_dtype = format!("{:?}", model.module().first_weight().dtype()).to_lowercase();
     let result = serde_json::json!({
         "precision": precision.as_str(),

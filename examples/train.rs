@@ -110,9 +110,9 @@ fn parse_backend(value: &str) -> Result<BackendKind, String> {
     let compiled = BackendKind::compiled().join(", ");
     match BackendKind::ALL.iter().find(|(_, name, _)| *name == value.trim()) {
         Some((kind, _, true)) => Ok(*kind),
-        Some((_, name, false)) => Err(format!(
-            "backend {name} is not compiled in (build with --features {name}); compiled backends: {compiled}"
-        )),
+        Some((_, name, false)) => {
+            Err(format!("backend {name} is not compiled in (build with --features {name}); compiled backends: {compiled}"))
+        }
         None => Err(format!("unknown backend; compiled backends: {compiled}")),
     }
 }
@@ -266,9 +266,8 @@ fn run<X: DeviceList>(backend: BackendKind, args: &Args, renderer: RendererKind)
         train::<X>(&devices, backend, precision, args, renderer, &dir)?.print();
         return Ok(());
     };
-    let supported = |p: Precision| {
-        MixedPrecision::new(p).with_fallback(args.allow_fallback).resolve::<Train<X>>(&device).map_err(|e| e.to_string())
-    };
+    let supported =
+        |p: Precision| MixedPrecision::new(p).with_fallback(args.allow_fallback).resolve::<Train<X>>(&device).map_err(|e| e.to_string());
     let plan = compare::plan(list, supported).map_err(Failure::usage)?;
     let dir = args.artifacts.clone().unwrap_or_else(|| temp("compare"));
     // A first run in a process also pays for what stays allocated after it (thread pools,
@@ -330,20 +329,16 @@ fn train<X: DeviceList>(
     let mp = MixedPrecision::new(requested).with_fallback(args.allow_fallback);
     // Several devices: the list and the precision on each are checked before anything trains.
     let plan = devices::plan::<X>(devices.to_vec(), &mp, args.strategy).map_err(Failure::usage)?;
-    let Prepared { model, optimizer, precision, scaler } = mp
-        .setup::<Train<X>, _, _>(device, model, AdamConfig::new().with_epsilon(adam_epsilon as f32).init())
-        .map_err(Failure::usage)?;
+    let Prepared { model, optimizer, precision, scaler } =
+        mp.setup::<Train<X>, _, _>(device, model, AdamConfig::new().with_epsilon(adam_epsilon as f32).init()).map_err(Failure::usage)?;
     // After a fallback `precision` differs from `requested`; the model converts for the
     // precision actually in force.
     let model = model.map_module(|m| m.with_precision(MixedPrecision::new(precision)));
     plan.check_model(&model).map_err(Failure::usage)?;
 
     std::fs::create_dir_all(dir).map_err(|e| Failure::io(format!("cannot create {}: {e}", dir.display())))?;
-    let train_loader = DataLoaderBuilder::new(TaskBatcher)
-        .batch_size(args.batch_size)
-        .shuffle(args.seed)
-        .set_device(device.clone())
-        .build(train_set);
+    let train_loader =
+        DataLoaderBuilder::new(TaskBatcher).batch_size(args.batch_size).shuffle(args.seed).set_device(device.clone()).build(train_set);
     let valid_loader = DataLoaderBuilder::new(TaskBatcher)
         .batch_size(args.batch_size)
         .set_device(device.clone())
@@ -358,9 +353,8 @@ fn train<X: DeviceList>(
     let strategy = devices::strategy::<X, _, _>(&plan, &optimizer, args.strategy);
     let mut training = training.renderer(recorder).with_training_strategy(strategy);
     if let Some(scaler) = &scaler {
-        training = training
-            .metric_train_numeric(ScalerMetric::loss_scale(scaler))
-            .metric_train_numeric(ScalerMetric::skipped_steps(scaler));
+        training =
+            training.metric_train_numeric(ScalerMetric::loss_scale(scaler)).metric_train_numeric(ScalerMetric::skipped_steps(scaler));
     }
     // Each device takes a contiguous share of the training set; the epoch ends with the
     // shortest share.
@@ -382,10 +376,8 @@ fn train<X: DeviceList>(
 
     // The trained model's inference version (`Mixed<X>`, as burn-train returns it), under
     // its precision, on the whole validation set.
-    let valid_accuracy = trained
-        .run(|m| model::accuracy(m, task::batch(&valid, device)))
-        .map_err(|e| Failure::io(e.to_string()))?
-        .map_err(Failure::io)?;
+    let valid_accuracy =
+        trained.run(|m| model::accuracy(m, task::batch(&valid, device))).map_err(|e| Failure::io(e.to_string()))?.map_err(Failure::io)?;
     let param_dtype = format!("{:?}", trained.module().first_weight().dtype()).to_lowercase();
     let losses = values.losses(replicas);
 

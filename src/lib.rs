@@ -30,7 +30,7 @@ pub mod train;
 
 pub use backend::Mixed;
 pub use module::PrecisionModule;
-pub use region::{PrecisionRegion, RegionError, RegionGuard};
-pub use setup::{MixedPrecision, Prepared, SetupError};
-pub use scaler::{GradScaler, GradScalerConfig, PrecisionOptimizer};
 pub use precision::{PRECISION_ENV, Precision, PrecisionError};
+pub use region::{PrecisionRegion, RegionError, RegionGuard};
+pub use scaler::{GradScaler, GradScalerConfig, PrecisionOptimizer};
+pub use setup::{MixedPrecision, Prepared, SetupError};

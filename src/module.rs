@@ -12,9 +12,7 @@
 
 use core::fmt;
 
-use burn::module::{
-    AutodiffModule, Devices, HasAutodiffModule, Module, ModuleMapper, ModuleVisitor,
-};
+use burn::module::{AutodiffModule, Devices, HasAutodiffModule, Module, ModuleMapper, ModuleVisitor};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 
 use crate::precision::Precision;

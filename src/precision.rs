@@ -38,13 +38,7 @@ pub enum Precision {
 }
 
 /// Canonical name, string alias, integer alias, compute dtype, parameter dtype.
-type Spec = (
-    &'static str,
-    Option<&'static str>,
-    Option<i64>,
-    FloatDType,
-    FloatDType,
-);
+type Spec = (&'static str, Option<&'static str>, Option<i64>, FloatDType, FloatDType);
 
 /// Every accepted value, comma separated (strings quoted, integers bare), in the order
 /// error messages list them.
@@ -65,14 +59,7 @@ fn invalid(value: impl fmt::Display) -> PrecisionError {
 
 impl Precision {
     /// All six precisions, in declaration order.
-    pub const ALL: [Precision; 6] = [
-        Self::True32,
-        Self::True64,
-        Self::Mixed16,
-        Self::MixedBf16,
-        Self::True16,
-        Self::TrueBf16,
-    ];
+    pub const ALL: [Precision; 6] = [Self::True32, Self::True64, Self::Mixed16, Self::MixedBf16, Self::True16, Self::TrueBf16];
 
     /// One table for names, aliases and dtypes, so parsing, the error message and the
     /// dtype queries cannot drift apart.
@@ -95,10 +82,7 @@ impl Precision {
 
     /// Parses an integer precision: 32, 64, or 16 (which means `16-mixed`).
     pub fn from_int(value: i64) -> Result<Self, PrecisionError> {
-        Self::ALL
-            .into_iter()
-            .find(|p| p.spec().2 == Some(value))
-            .ok_or_else(|| invalid(value))
+        Self::ALL.into_iter().find(|p| p.spec().2 == Some(value)).ok_or_else(|| invalid(value))
     }
 
     /// `16-mixed` or `bf16-mixed`: f32 master weights with autocast math.
@@ -171,10 +155,7 @@ impl FromStr for Precision {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let wanted = s.trim();
-        Self::ALL
-            .into_iter()
-            .find(|p| p.spec().0 == wanted || p.spec().1 == Some(wanted))
-            .ok_or_else(|| invalid(s))
+        Self::ALL.into_iter().find(|p| p.spec().0 == wanted || p.spec().1 == Some(wanted)).ok_or_else(|| invalid(s))
     }
 }
 
@@ -280,8 +261,8 @@ impl<'de> Deserialize<'de> for Precision {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use Precision::*;
     use FloatDType::*;
+    use Precision::*;
     use clap::Parser;
 
     /// Written out independently of `spec` so a typo there is caught.

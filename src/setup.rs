@@ -145,11 +145,7 @@ impl MixedPrecision {
 
     /// The precision that will run on `device`: the requested one, or its fallback.
     pub fn resolve<B: Backend>(&self, device: &B::Device) -> Result<Precision, SetupError> {
-        let supported = |p: Precision| {
-            [p.compute_dtype(), p.param_dtype()]
-                .into_iter()
-                .all(|d| B::supports_dtype(device, DType::from(d)))
-        };
+        let supported = |p: Precision| [p.compute_dtype(), p.param_dtype()].into_iter().all(|d| B::supports_dtype(device, DType::from(d)));
         if supported(self.precision) {
             return Ok(self.precision);
         }
@@ -184,11 +180,7 @@ impl MixedPrecision {
 
     /// Prepares `model` for the precision (no optimizer: inference). Call the model through
     /// [`PrecisionModule::run`] or burn-train's `InferenceStep`.
-    pub fn setup_module<B: Backend, M: Module<B>>(
-        &self,
-        device: &B::Device,
-        model: M,
-    ) -> Result<PrecisionModule<M>, SetupError> {
+    pub fn setup_module<B: Backend, M: Module<B>>(&self, device: &B::Device, model: M) -> Result<PrecisionModule<M>, SetupError> {
         let precision = self.resolve::<B>(device)?;
         self.prepare_module::<B, M>(device, model, precision, None)
     }

@@ -53,10 +53,7 @@ fn decode_png(path: &Path) -> (u32, u32, usize) {
     let mut pixels = vec![0; reader.output_buffer_size().expect("a buffer size")];
     let frame = reader.next_frame(&mut pixels).expect("PNG image data");
     assert_eq!((frame.color_type, frame.bit_depth), (png::ColorType::Rgb, png::BitDepth::Eight));
-    let coloured = pixels[..frame.buffer_size()]
-        .chunks(3)
-        .filter(|p| p.iter().max().unwrap() - p.iter().min().unwrap() > 40)
-        .count();
+    let coloured = pixels[..frame.buffer_size()].chunks(3).filter(|p| p.iter().max().unwrap() - p.iter().min().unwrap() > 40).count();
     (frame.width, frame.height, coloured)
 }
 
@@ -78,8 +75,17 @@ fn compare_all_gives_a_table_a_csv_and_a_plot() {
 
     let table = table(&run.stdout());
     let header = [
-        "precision", "final loss", "ratio", "valid accuracy", "ratio", "step time", "ratio", "peak memory", "ratio",
-        "skipped steps", "loss scale",
+        "precision",
+        "final loss",
+        "ratio",
+        "valid accuracy",
+        "ratio",
+        "step time",
+        "ratio",
+        "peak memory",
+        "ratio",
+        "skipped steps",
+        "loss scale",
     ];
     assert_eq!(table[0], header, "{}", run.describe());
     assert_eq!(table.len(), 1 + all.len(), "{}", run.describe());

@@ -5,8 +5,8 @@
 
 use burn::backend::wgpu::WgpuDevice;
 use burn::backend::{Autodiff, Wgpu};
-use burn::optim::AdamConfig;
 use burn::nn::{Linear, LinearConfig};
+use burn::optim::AdamConfig;
 use burn::prelude::*;
 use burn::tensor::backend::distributed::{
     DistributedBackend, DistributedConfig, DistributedParamId, ReduceOperation, get_distributed_sync_client,

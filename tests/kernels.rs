@@ -14,11 +14,10 @@ use burn::tensor::module::linear;
 use burn::tensor::{DType, FloatDType, Tensor, TensorData};
 use burn_mixed::Mixed;
 use burn_mixed::autocast::autocast;
-use kernels_support::*;
 use burn_mixed::kernels::{
     HOST_KERNELS_ENV, HostKernelCalls, host_kernel_calls, host_kernels_enabled, reset_host_kernel_calls, with_host_kernels,
 };
-
+use kernels_support::*;
 
 #[test]
 fn products_are_within_one_rounding_for_every_k_and_m() {
@@ -61,11 +60,8 @@ fn linear_adds_the_bias_before_the_one_rounding() {
         let (x, w, b) = (values(m * k, 50, dtype), values(k * n, 51, dtype), values(n, 52, dtype));
         let mut want = reference(&x, &w, 1, m, k, n);
         want.iter_mut().enumerate().for_each(|(i, v)| *v += b[i % n]);
-        let fused = linear(
-            tensor::<M, 2>(&x, [m, k], dtype, &device),
-            tensor(&w, [k, n], dtype, &device),
-            Some(tensor(&b, [n], dtype, &device)),
-        );
+        let fused =
+            linear(tensor::<M, 2>(&x, [m, k], dtype, &device), tensor(&w, [k, n], dtype, &device), Some(tensor(&b, [n], dtype, &device)));
         let fused = assert_one_rounding("fused linear", &read(fused), &want, dtype);
         // What Flex's linear does: round the product, then round the sum again.
         let twice = linear(
@@ -95,7 +91,12 @@ fn odd_shapes_and_layouts() {
         assert_eq!(empty.dims(), [0, 3]);
         // k = 1.
         let (a, b) = (values(6, 61, dtype), values(4, 62, dtype));
-        assert_one_rounding("k = 1", &read(tensor::<M, 2>(&a, [6, 1], dtype, &device).matmul(tensor(&b, [1, 4], dtype, &device))), &reference(&a, &b, 1, 6, 1, 4), dtype);
+        assert_one_rounding(
+            "k = 1",
+            &read(tensor::<M, 2>(&a, [6, 1], dtype, &device).matmul(tensor(&b, [1, 4], dtype, &device))),
+            &reference(&a, &b, 1, 6, 1, 4),
+            dtype,
+        );
 
         // Transposed and sliced views: the same values as their contiguous copies.
         let (a, b) = (values(24 * 16, 63, dtype), values(24 * 16, 64, dtype));
@@ -123,7 +124,11 @@ fn odd_shapes_and_layouts() {
         let (x, w, bias) = (values(2 * 3 * 8, 67, dtype), values(8 * 4, 68, dtype), values(4, 69, dtype));
         let mut want = reference(&x, &w, 1, 6, 8, 4);
         want.iter_mut().enumerate().for_each(|(i, v)| *v += bias[i % 4]);
-        let out = linear(tensor::<M, 3>(&x, [2, 3, 8], dtype, &device), tensor(&w, [8, 4], dtype, &device), Some(tensor(&bias, [4], dtype, &device)));
+        let out = linear(
+            tensor::<M, 3>(&x, [2, 3, 8], dtype, &device),
+            tensor(&w, [8, 4], dtype, &device),
+            Some(tensor(&bias, [4], dtype, &device)),
+        );
         assert_eq!(out.dims(), [2, 3, 4]);
         assert_one_rounding("rank-3 linear", &read(out), &want, dtype);
     }
@@ -200,10 +205,10 @@ fn environment_switch() {
     const CHILD: &str = "BURN_MIXED_KERNELS_TEST_CHILD";
     let device = Default::default();
     let (a, b) = (values(1024, 100, FloatDType::F16), values(1024 * 8, 101, FloatDType::F16));
-    let product = || {
-        tensor::<M, 2>(&a, [1, 1024], FloatDType::F16, &device).matmul(tensor(&b, [1024, 8], FloatDType::F16, &device)).into_data()
-    };
-    let flex = tensor::<Flex, 2>(&a, [1, 1024], FloatDType::F16, &device).matmul(tensor(&b, [1024, 8], FloatDType::F16, &device)).into_data();
+    let product =
+        || tensor::<M, 2>(&a, [1, 1024], FloatDType::F16, &device).matmul(tensor(&b, [1024, 8], FloatDType::F16, &device)).into_data();
+    let flex =
+        tensor::<Flex, 2>(&a, [1, 1024], FloatDType::F16, &device).matmul(tensor(&b, [1024, 8], FloatDType::F16, &device)).into_data();
     if std::env::var_os(CHILD).is_some() {
         assert!(!host_kernels_enabled(), "{HOST_KERNELS_ENV}=0 turns the fast path off");
         assert_eq!(product().as_bytes(), flex.as_bytes(), "off: Flex's own kernel");
@@ -353,7 +358,9 @@ fn training_curve(param: FloatDType, autocast_to: Option<FloatDType>, steps: usi
     type T = Mixed<Autodiff<Flex>>;
     let device = Default::default();
     let leaf = |v: Vec<f64>, shape: [usize; 2]| tensor::<T, 2>(&v, shape, FloatDType::F32, &device).cast(param).require_grad();
-    let scaled = |n: usize, seed: u64, fan_in: usize| values(n, seed, FloatDType::F32).into_iter().map(|v| v / (fan_in as f64).sqrt()).collect::<Vec<_>>();
+    let scaled = |n: usize, seed: u64, fan_in: usize| {
+        values(n, seed, FloatDType::F32).into_iter().map(|v| v / (fan_in as f64).sqrt()).collect::<Vec<_>>()
+    };
     let mut params = vec![
         leaf(scaled(16 * 64, seed + 200, 16), [16, 64]),
         leaf(scaled(64, seed + 201, 16), [1, 64]),
@@ -451,7 +458,10 @@ fn attention_takes_the_kernels_under_autocast() {
     let (q, k, v) = (input(300), input(301), input(302));
     let run = |region: Option<FloatDType>| {
         let out = match region {
-            Some(dtype) => autocast::<T, _>(&device, dtype, || attention(q.clone(), k.clone(), v.clone(), None, None, AttentionModuleOptions::default())).expect("bf16"),
+            Some(dtype) => autocast::<T, _>(&device, dtype, || {
+                attention(q.clone(), k.clone(), v.clone(), None, None, AttentionModuleOptions::default())
+            })
+            .expect("bf16"),
             None => attention(q.clone(), k.clone(), v.clone(), None, None, AttentionModuleOptions::default()),
         };
         let grads = out.clone().cast(FloatDType::F32).sum().backward();

@@ -49,7 +49,9 @@ fn operands(dtype: FloatDType, sa: [usize; 3], sb: [usize; 3]) -> (Vec<f64>, Vec
 #[test]
 fn add_and_mul_are_bit_identical_to_flex() {
     let device = Default::default();
-    for (dtype, op, (sa, sb, taken)) in HALVES.into_iter().flat_map(|d| [Op::Add, Op::Mul].into_iter().flat_map(move |o| CASES.map(|c| (d, o, c)))) {
+    for (dtype, op, (sa, sb, taken)) in
+        HALVES.into_iter().flat_map(|d| [Op::Add, Op::Mul].into_iter().flat_map(move |o| CASES.map(|c| (d, o, c))))
+    {
         let context = format!("{dtype:?} {op:?} {sa:?} {sb:?}");
         let (a, b) = operands(dtype, sa, sb);
         reset_host_kernel_calls();
@@ -74,7 +76,11 @@ fn special_values_across_threads_are_bit_identical_to_flex() {
         let a = &special[..rows * cols];
         let b: Vec<f64> = special[..cols].iter().rev().copied().collect();
         for op in [Op::Add, Op::Mul] {
-            for (sa, sb, x, y) in [([1, rows, cols], [1, 1, cols], a, &b[..]), ([1, 1, cols], [1, rows, cols], &b[..], a), ([1, rows, cols], [1, rows, cols], a, a)] {
+            for (sa, sb, x, y) in [
+                ([1, rows, cols], [1, 1, cols], a, &b[..]),
+                ([1, 1, cols], [1, rows, cols], &b[..], a),
+                ([1, rows, cols], [1, rows, cols], a, a),
+            ] {
                 let context = format!("{dtype:?} {op:?} {sa:?} {sb:?}");
                 reset_host_kernel_calls();
                 let mixed = apply(op, tensor::<M, 3>(x, sa, dtype, &device), tensor(y, sb, dtype, &device));
@@ -90,7 +96,11 @@ fn special_values_across_threads_are_bit_identical_to_flex() {
 /// runs.
 #[test]
 fn with_fewer_simd_instructions() {
-    rerun_without_lanes(&["add_and_mul_are_bit_identical_to_flex", "special_values_across_threads_are_bit_identical_to_flex", "gradients_in_both_layerings"]);
+    rerun_without_lanes(&[
+        "add_and_mul_are_bit_identical_to_flex",
+        "special_values_across_threads_are_bit_identical_to_flex",
+        "gradients_in_both_layerings",
+    ]);
 }
 
 /// The gradients of `sum(f32(op(half(x), half(y))) * g)` for x and y.
@@ -120,7 +130,9 @@ fn reduced(g: &[f64], factor: Option<&[f64]>, out: [usize; 3], shape: [usize; 3]
 
 #[test]
 fn gradients_in_both_layerings() {
-    for (dtype, op, (sa, sb, _)) in HALVES.into_iter().flat_map(|d| [Op::Add, Op::Mul].into_iter().flat_map(move |o| CASES[..4].iter().map(move |c| (d, o, *c)))) {
+    for (dtype, op, (sa, sb, _)) in
+        HALVES.into_iter().flat_map(|d| [Op::Add, Op::Mul].into_iter().flat_map(move |o| CASES[..4].iter().map(move |c| (d, o, *c))))
+    {
         let context = format!("{dtype:?} {op:?} {sa:?} {sb:?}");
         let out = [sa[0].max(sb[0]), sa[1].max(sb[1]), sa[2].max(sb[2])];
         let g = values(out.iter().product(), 702, dtype);

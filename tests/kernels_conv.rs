@@ -42,7 +42,8 @@ fn reference(x: &[f64], w: &[f64], bias: &[f64], o: &ConvOptions<2>, xs: [usize;
     let out_w = (wd + 2 * o.padding[1] - o.dilation[1] * (kw - 1) - 1) / o.stride[1] + 1;
     let per_group = oc / o.groups;
     let mut out = vec![0.0; n * oc * out_h * out_w];
-    for (b, k, i, j) in (0..n).flat_map(|b| (0..oc).flat_map(move |k| (0..out_h).flat_map(move |i| (0..out_w).map(move |j| (b, k, i, j))))) {
+    for (b, k, i, j) in (0..n).flat_map(|b| (0..oc).flat_map(move |k| (0..out_h).flat_map(move |i| (0..out_w).map(move |j| (b, k, i, j)))))
+    {
         let mut acc = bias[k];
         for (ci, u, v) in (0..cg).flat_map(|ci| (0..kh).flat_map(move |u| (0..kw).map(move |v| (ci, u, v)))) {
             let channel = (k / per_group) * cg + ci;
@@ -67,13 +68,23 @@ fn forward_against_f64_and_flex() {
     for (dtype, (xs, ws, groups)) in HALVES.into_iter().flat_map(|d| LAYOUTS.map(|l| (d, l))) {
         let (x, w, b) = inputs(dtype, xs, ws);
         reset_host_kernel_calls();
-        let fast = conv2d(tensor::<M, 4>(&x, xs, dtype, &device), tensor(&w, ws, dtype, &device), Some(tensor(&b, [ws[0]], dtype, &device)), options(groups));
+        let fast = conv2d(
+            tensor::<M, 4>(&x, xs, dtype, &device),
+            tensor(&w, ws, dtype, &device),
+            Some(tensor(&b, [ws[0]], dtype, &device)),
+            options(groups),
+        );
         assert_eq!(host_kernel_calls().conv2d, 1, "{dtype:?} {xs:?}: the kernel runs");
         assert_eq!(fast.dtype(), DType::from(dtype));
         let (want, shape) = reference(&x, &w, &b, &options(groups), xs, ws);
         assert_eq!(fast.dims(), shape);
         assert_one_rounding(&format!("{dtype:?} conv2d {xs:?}"), &read(fast.clone()), &want, dtype);
-        let flex = conv2d(tensor::<Flex, 4>(&x, xs, dtype, &device), tensor(&w, ws, dtype, &device), Some(tensor(&b, [ws[0]], dtype, &device)), options(groups));
+        let flex = conv2d(
+            tensor::<Flex, 4>(&x, xs, dtype, &device),
+            tensor(&w, ws, dtype, &device),
+            Some(tensor(&b, [ws[0]], dtype, &device)),
+            options(groups),
+        );
         // Flex accumulates f16 convolutions in f16; its bf16 convolution widens whole
         // operands (one element at a time) for its f32 one.
         let flex_units = rounding_units(&read(flex), &want, dtype).0;
@@ -83,10 +94,18 @@ fn forward_against_f64_and_flex() {
 
 /// The gradients of `sum(conv2d(x, w, b) * g)` for x, w and b, inputs and `g` drawn in
 /// `dtype` and computed in `compute`.
-fn grads_in<A: AutodiffBackend>(dtype: FloatDType, compute: FloatDType, (xs, ws, groups): ([usize; 4], [usize; 4], usize)) -> [TensorData; 3] {
+fn grads_in<A: AutodiffBackend>(
+    dtype: FloatDType,
+    compute: FloatDType,
+    (xs, ws, groups): ([usize; 4], [usize; 4], usize),
+) -> [TensorData; 3] {
     let device = Default::default();
     let (x, w, b) = inputs(dtype, xs, ws);
-    let (x, w, b) = (tensor::<A, 4>(&x, xs, compute, &device).require_grad(), tensor::<A, 4>(&w, ws, compute, &device).require_grad(), tensor::<A, 1>(&b, [ws[0]], compute, &device).require_grad());
+    let (x, w, b) = (
+        tensor::<A, 4>(&x, xs, compute, &device).require_grad(),
+        tensor::<A, 4>(&w, ws, compute, &device).require_grad(),
+        tensor::<A, 1>(&b, [ws[0]], compute, &device).require_grad(),
+    );
     let y = conv2d(x.clone(), w.clone(), Some(b.clone()), options(groups));
     let g = tensor::<A, 4>(&values(y.shape().num_elements(), 503, dtype), y.dims(), FloatDType::F32, &device);
     let grads = (y.cast(FloatDType::F32) * g).sum().backward();
@@ -116,7 +135,8 @@ fn gradients_in_both_layerings() {
         // Against the same gradients in f32 (inputs already half values; f32's own
         // accumulation error is 2^13 times smaller than an f16 rounding, 2^16 than bf16's).
         let exact = grads_in::<Autodiff<Flex>>(dtype, FloatDType::F32, layout);
-        let values = |d: &TensorData| -> Vec<f64> { d.clone().convert::<f32>().to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect() };
+        let values =
+            |d: &TensorData| -> Vec<f64> { d.clone().convert::<f32>().to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect() };
         assert_one_rounding(&format!("{context} x gradient"), &values(&fast[0]), &values(&exact[0]), dtype);
         assert_one_rounding(&format!("{context} weight gradient"), &values(&fast[1]), &values(&exact[1]), dtype);
         // The bias gradient is the per-channel sum of g.
@@ -126,7 +146,8 @@ fn gradients_in_both_layerings() {
             (s.iter().product::<usize>(), s[2] * s[3])
         };
         let g = values_of(y_len, dtype);
-        let want: Vec<f64> = (0..ws[0]).map(|k| g.iter().enumerate().filter(|(i, _)| (i / per_channel) % ws[0] == k).map(|(_, v)| v).sum()).collect();
+        let want: Vec<f64> =
+            (0..ws[0]).map(|k| g.iter().enumerate().filter(|(i, _)| (i / per_channel) % ws[0] == k).map(|(_, v)| v).sum()).collect();
         let got: Vec<f64> = fast[2].clone().convert::<f32>().to_vec::<f32>().expect("f32").into_iter().map(f64::from).collect();
         // Six sums: too few for an RMS figure, so each must be correctly rounded.
         let worst = rounding_units(&got, &want, dtype).1;

@@ -24,7 +24,9 @@ type T = Mixed<Autodiff<Flex>>;
 fn heads(values: &[f64], [b, s, h, d]: [usize; 4], dtype: FloatDType) -> (Tensor<M, 4>, Vec<f64>) {
     let t = tensor::<M, 3>(values, [b, s, h * d], dtype, &Default::default()).reshape([b, s, h, d]).swap_dims(1, 2);
     let mut ordered = Vec::with_capacity(values.len());
-    for (bi, hi, si, di) in (0..b).flat_map(|bi| (0..h).flat_map(move |hi| (0..s).flat_map(move |si| (0..d).map(move |di| (bi, hi, si, di))))) {
+    for (bi, hi, si, di) in
+        (0..b).flat_map(|bi| (0..h).flat_map(move |hi| (0..s).flat_map(move |si| (0..d).map(move |di| (bi, hi, si, di)))))
+    {
         ordered.push(values[((bi * s + si) * h + hi) * d + di]);
     }
     (t, ordered)
@@ -37,10 +39,7 @@ fn products_over_head_views_take_the_kernels() {
     for dtype in HALVES {
         let (q, q_values) = heads(&values(n, 400, dtype), shape, dtype);
         let (k, k_values) = heads(&values(n, 401, dtype), shape, dtype);
-        let k_t: Vec<f64> = k_values
-            .chunks(24 * 8)
-            .flat_map(|m| (0..8).flat_map(move |j| (0..24).map(move |i| m[i * 8 + j])))
-            .collect();
+        let k_t: Vec<f64> = k_values.chunks(24 * 8).flat_map(|m| (0..8).flat_map(move |j| (0..24).map(move |i| m[i * 8 + j]))).collect();
         reset_host_kernel_calls();
         let scores = q.matmul(k.transpose());
         assert_eq!(host_kernel_calls().matmul, 1, "{dtype:?}: strided batch dimensions take the kernel");
@@ -101,14 +100,27 @@ fn gelu_gradients_are_bit_identical_to_flex() {
 /// Attention in f64 on the given (already rounded) inputs, `[heads, seq, dim]` flattened:
 /// the scores rounded to `dtype` (the product's output), softmax in f64, the probabilities
 /// rounded to `dtype` (the second product's input). `visible(i, j)` masks scores.
-fn attention_reference(q: &[f64], k: &[f64], v: &[f64], heads: usize, seq: usize, dim: usize, dtype: FloatDType, visible: impl Fn(usize, usize) -> bool) -> Vec<f64> {
+fn attention_reference(
+    q: &[f64],
+    k: &[f64],
+    v: &[f64],
+    heads: usize,
+    seq: usize,
+    dim: usize,
+    dtype: FloatDType,
+    visible: impl Fn(usize, usize) -> bool,
+) -> Vec<f64> {
     let scale = 1.0 / (dim as f64).sqrt();
     let mut out = vec![0.0; heads * seq * dim];
     for h in 0..heads {
         let at = |t: &[f64], i: usize, d: usize| t[(h * seq + i) * dim + d];
         for i in 0..seq {
             let scores: Vec<f64> = (0..seq).map(|j| (0..dim).map(|d| at(q, i, d) * at(k, j, d)).sum::<f64>()).collect();
-            let scores: Vec<f64> = round_to(scores, dtype).into_iter().enumerate().map(|(j, s)| if visible(i, j) { s * scale } else { f64::NEG_INFINITY }).collect();
+            let scores: Vec<f64> = round_to(scores, dtype)
+                .into_iter()
+                .enumerate()
+                .map(|(j, s)| if visible(i, j) { s * scale } else { f64::NEG_INFINITY })
+                .collect();
             let max = scores.iter().copied().fold(f64::MIN, f64::max);
             let exp: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
             let sum: f64 = exp.iter().sum::<f64>().max(f64::from(f32::MIN_POSITIVE));
@@ -130,10 +142,9 @@ fn attention_scores_run_in_f32() {
     for dtype in HALVES {
         let (q, k, v) = (values(n, 420, dtype), values(n, 421, dtype), values(n, 422, dtype));
         let causal = AttentionModuleOptions { is_causal: true, ..Default::default() };
-        for (label, options, visible) in [
-            ("plain", AttentionModuleOptions::default(), (|_, _| true) as fn(usize, usize) -> bool),
-            ("causal", causal, |i, j| j <= i),
-        ] {
+        for (label, options, visible) in
+            [("plain", AttentionModuleOptions::default(), (|_, _| true) as fn(usize, usize) -> bool), ("causal", causal, |i, j| j <= i)]
+        {
             let want = attention_reference(&q, &k, &v, heads, seq, dim, dtype, visible);
             let run = |kernels: bool| {
                 with_host_kernels(kernels, || {
@@ -190,7 +201,8 @@ fn attention_gradients_over_head_views() {
     let device = Default::default();
     let (b, s, h, d) = (2, 16, 2, 8);
     let x = values(b * s * 3 * h * d, 440, FloatDType::F32);
-    let x = Tensor::<T, 3>::from_data(TensorData::new(x.iter().map(|v| *v as f32).collect::<Vec<_>>(), [b, s, 3 * h * d]), &device).require_grad();
+    let x = Tensor::<T, 3>::from_data(TensorData::new(x.iter().map(|v| *v as f32).collect::<Vec<_>>(), [b, s, 3 * h * d]), &device)
+        .require_grad();
     let run = |region: Option<FloatDType>| {
         let forward = || {
             let part = |i: usize| x.clone().narrow(2, i * h * d, h * d).reshape([b, s, h, d]).swap_dims(1, 2);
@@ -218,7 +230,8 @@ fn attention_gradients_over_head_views() {
 /// down to e^-160: zeros and subnormals after the shift), masked (`-inf`) entries, one row
 /// masked throughout, and one of equal scores.
 fn softmax_scores(rows: usize, n: usize) -> Vec<f32> {
-    let mut v: Vec<f32> = values(rows * n, 420, FloatDType::F32).iter().enumerate().map(|(i, x)| (x * [1.0, 8.0, 80.0][i / n % 3]) as f32).collect();
+    let mut v: Vec<f32> =
+        values(rows * n, 420, FloatDType::F32).iter().enumerate().map(|(i, x)| (x * [1.0, 8.0, 80.0][i / n % 3]) as f32).collect();
     v.iter_mut().step_by(7).for_each(|x| *x = f32::NEG_INFINITY);
     v[n..2 * n].fill(f32::NEG_INFINITY);
     v[2 * n..3 * n].fill(0.25);
@@ -250,7 +263,8 @@ fn softmax_kernel_rounds_once_from_f32() {
         let want = softmax_reference(&scores, n);
         for dtype in HALVES {
             let input = Tensor::<Flex, 2>::from_data(TensorData::new(scores.clone(), [rows, n]), &Default::default());
-            let out = <Flex as HostKernels>::half_softmax(input.into_primitive().tensor(), dtype).unwrap_or_else(|_| panic!("{dtype:?}: taken"));
+            let out =
+                <Flex as HostKernels>::half_softmax(input.into_primitive().tensor(), dtype).unwrap_or_else(|_| panic!("{dtype:?}: taken"));
             let out = Tensor::<Flex, 2>::from_primitive(TensorPrimitive::Float(out));
             assert_eq!(out.dtype(), DType::from(dtype));
             let got = read(out);
@@ -337,7 +351,11 @@ fn layer_norm_is_bit_identical_to_flex() {
     for dtype in HALVES {
         let (x, gamma, beta) = layer_norm_inputs(dtype);
         let run = |x: &[f64], g: &[f64], b: &[f64]| {
-            (tensor::<M, 3>(x, [2, 9, 40], dtype, &device), tensor::<M, 1>(g, [40], dtype, &device), tensor::<M, 1>(b, [40], dtype, &device))
+            (
+                tensor::<M, 3>(x, [2, 9, 40], dtype, &device),
+                tensor::<M, 1>(g, [40], dtype, &device),
+                tensor::<M, 1>(b, [40], dtype, &device),
+            )
         };
         let (tx, tg, tb) = run(&x, &gamma, &beta);
         reset_host_kernel_calls();

@@ -16,9 +16,9 @@ use burn::optim::SgdConfig;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{DType, FloatDType};
+use burn::train::MultiDeviceOptim;
 use burn::train::{InferenceStep, Learner, RegressionOutput, SupervisedTraining, TrainOutput, TrainStep};
 use burn_mixed::autocast::{AutocastState, autocast_state};
-use burn::train::MultiDeviceOptim;
 use burn_mixed::data_parallel::DataParallel;
 use burn_mixed::{MixedPrecision, Precision};
 use common::{Train, data};
@@ -133,21 +133,17 @@ fn train_with(precision: Precision, multi: Option<MultiDeviceOptim>) -> (Vec<See
         bias: Some(Param::from_tensor(data::<Train>(1, 1, 8, &device).reshape([1]))),
     };
     let model = Probe { linear, log: log.clone() };
-    let prepared = MixedPrecision::new(precision)
-        .setup::<Train, _, _>(&device, model, SgdConfig::new().init())
-        .expect("flex runs every precision");
+    let prepared =
+        MixedPrecision::new(precision).setup::<Train, _, _>(&device, model, SgdConfig::new().init()).expect("flex runs every precision");
     let train_loader = DataLoaderBuilder::new(ItemBatcher).batch_size(8).build(InMemDataset::new(items(32, 1)));
     let valid_loader = DataLoaderBuilder::new(ItemBatcher).batch_size(8).build(InMemDataset::new(items(16, 2)));
     let dir = std::env::temp_dir().join(format!("burn-mixed-learner-{precision}-{multi:?}-{}", std::process::id()));
-    let mut training =
-        SupervisedTraining::new(&dir, train_loader, valid_loader).num_epochs(1).with_application_logger(None);
+    let mut training = SupervisedTraining::new(&dir, train_loader, valid_loader).num_epochs(1).with_application_logger(None);
     if let Some(optim) = multi {
         let plan = DataParallel::<Train>::new(vec![device]).expect("one device");
         training = training.with_training_strategy(plan.multi_device(&prepared.optimizer, optim).into());
     }
-    let trained = training
-        .launch(Learner::new(prepared.model, prepared.optimizer, 0.05))
-        .model;
+    let trained = training.launch(Learner::new(prepared.model, prepared.optimizer, 0.05)).model;
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(trained.precision(), precision, "burn-train hands back the prepared model");
     let weight = trained.module().linear.weight.val().into_data().to_vec::<f32>().expect("f32 parameters");

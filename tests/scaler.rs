@@ -17,10 +17,7 @@ type Inner = <Train as AutodiffBackend>::InnerBackend;
 
 /// The gradients of `loss(model)`, computed as a hand-written loop does: inside the
 /// prepared model's region, where `backward` scales the loss under 16-mixed.
-fn grads_in_region(
-    model: &PrecisionModule<Net<Train>>,
-    loss: impl FnOnce(&Net<Train>) -> Tensor<Train, 1>,
-) -> GradientsParams {
+fn grads_in_region(model: &PrecisionModule<Net<Train>>, loss: impl FnOnce(&Net<Train>) -> Tensor<Train, 1>) -> GradientsParams {
     model.run(|net| GradientsParams::from_grads(loss(net).backward(), net)).expect("no other region is open")
 }
 
@@ -87,8 +84,7 @@ fn overflowing_steps_are_skipped_bit_identically() {
         model = optim.step(1e-3, model, grads);
         let report = scaler.last_report().expect("one report per step");
         assert_eq!(report.skipped, poisoned.is_some(), "step {step}");
-        let unchanged = record_bytes(model.clone().into_record()) == model_before
-            && param_state_bytes(optim.to_record().0) == optim_before;
+        let unchanged = record_bytes(model.clone().into_record()) == model_before && param_state_bytes(optim.to_record().0) == optim_before;
         assert_eq!(unchanged, poisoned.is_some(), "step {step}: skipped steps and only they change nothing");
         scales.push(report.new_scale);
     }
@@ -103,11 +99,7 @@ type OptimRecord = <burn_mixed::PrecisionOptimizer<AdamOptim> as Optimizer<Preci
 /// Trains the global steps `range` (overflowing at steps 1, 4 and 5) from `model` and,
 /// when resuming, from a saved optimizer record; returns the scale after each step, the
 /// model and the optimizer's record (what burn-train's checkpointer saves).
-fn resumable_run(
-    model: Net<Train>,
-    checkpoint: Option<OptimRecord>,
-    range: std::ops::Range<usize>,
-) -> (Vec<f32>, Net<Train>, OptimRecord) {
+fn resumable_run(model: Net<Train>, checkpoint: Option<OptimRecord>, range: std::ops::Range<usize>) -> (Vec<f32>, Net<Train>, OptimRecord) {
     let device = Default::default();
     let config = GradScalerConfig::default().with_init_scale(1024.0).with_growth_interval(2);
     let prepared = MixedPrecision::new(Precision::Mixed16)

@@ -85,7 +85,8 @@ fn f64_true_converts_parameters_and_32_true_changes_nothing() {
     let device = Default::default();
     let net = MixedPrecision::new(Precision::True64)
         .with_device_default_dtype(false)
-        .setup_module::<Train, _>(&device, Net::new(&device, 8, 4)).expect("f64");
+        .setup_module::<Train, _>(&device, Net::new(&device, 8, 4))
+        .expect("f64");
     assert_eq!(net.precision(), Precision::True64);
     assert!(param_dtypes::<Train, _>(&net).iter().all(|d| *d == DType::F64));
 

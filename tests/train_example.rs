@@ -135,7 +135,8 @@ fn unknown_backend_lists_the_compiled_ones() {
 
 #[test]
 fn infer_reproduces_the_validation_accuracy() {
-    for (model, precision) in [("transformer", "32-true"), ("transformer", "bf16-mixed"), ("transformer", "16-true"), ("mlp", "bf16-mixed")] {
+    for (model, precision) in [("transformer", "32-true"), ("transformer", "bf16-mixed"), ("transformer", "16-true"), ("mlp", "bf16-mixed")]
+    {
         let (trained, dir) = train(&format!("infer-{model}-{precision}"), "flex", &["--precision", precision, "--model", model], None);
         let trained = trained.json();
         let dir_arg = dir.to_str().expect("utf-8 temp dir");

@@ -129,18 +129,12 @@ pub fn train_prepared<B: Backend>(device: &B::Device, precision: Precision, paus
 
 /// The mixed precisions `B` can run on `device`.
 fn mixed_precisions<B: Backend>(device: &B::Device) -> Vec<Precision> {
-    [Precision::MixedBf16, Precision::Mixed16]
-        .into_iter()
-        .filter(|p| MixedPrecision::new(*p).resolve::<Train<B>>(device).is_ok())
-        .collect()
+    [Precision::MixedBf16, Precision::Mixed16].into_iter().filter(|p| MixedPrecision::new(*p).resolve::<Train<B>>(device).is_ok()).collect()
 }
 
 /// Runs `a` and `b` at the same time on two threads, in lock step: both are inside their
 /// regions between forward and backward together, so shared state would show.
-fn side_by_side(
-    a: impl FnOnce(&(dyn Fn() + Sync)) -> Trace + Send,
-    b: impl FnOnce(&(dyn Fn() + Sync)) -> Trace + Send,
-) -> (Trace, Trace) {
+fn side_by_side(a: impl FnOnce(&(dyn Fn() + Sync)) -> Trace + Send, b: impl FnOnce(&(dyn Fn() + Sync)) -> Trace + Send) -> (Trace, Trace) {
     let barrier = Barrier::new(2);
     let pause = || {
         barrier.wait();
@@ -181,17 +175,13 @@ pub fn threads_are_isolated<B: Backend>(device: &B::Device) {
     let Some(&first) = precisions.first() else {
         // No half type (NdArray): a 32-true model next to a plain one.
         let prepared_solo = train_prepared::<B>(device, Precision::True32, &no_pause);
-        let (prepared, plain) = side_by_side(
-            |p| train_prepared::<B>(device, Precision::True32, p),
-            |p| train_plain::<Train<B>>(device, p),
-        );
+        let (prepared, plain) = side_by_side(|p| train_prepared::<B>(device, Precision::True32, p), |p| train_plain::<Train<B>>(device, p));
         assert_eq!(prepared, prepared_solo);
         assert_eq!(plain, plain_solo);
         return;
     };
     let first_solo = train_prepared::<B>(device, first, &no_pause);
-    let (mixed, plain) =
-        side_by_side(|p| train_prepared::<B>(device, first, p), |p| train_plain::<Train<B>>(device, p));
+    let (mixed, plain) = side_by_side(|p| train_prepared::<B>(device, first, p), |p| train_plain::<Train<B>>(device, p));
     assert_eq!(plain, plain_solo, "a plain model next to a {first} one");
     assert_eq!(mixed, first_solo, "the {first} model next to a plain one");
 
@@ -218,9 +208,7 @@ pub fn conflicting_scalers_are_an_error<B: Backend>(device: &B::Device) {
     if !mixed_precisions::<B>(device).contains(&Precision::Mixed16) {
         return;
     }
-    let setup = |mp: &MixedPrecision| {
-        mp.setup::<Train<B>, _, _>(device, Mlp::new(device), SgdConfig::new().init()).expect("f16 runs here")
-    };
+    let setup = |mp: &MixedPrecision| mp.setup::<Train<B>, _, _>(device, Mlp::new(device), SgdConfig::new().init()).expect("f16 runs here");
     let mp = MixedPrecision::new(Precision::Mixed16);
     let (a, b) = (setup(&mp), setup(&mp));
     let scaler = a.scaler.clone().expect("16-mixed scales");

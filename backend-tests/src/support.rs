@@ -16,9 +16,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{
-    BasicOps, Bool, DType, FloatDType, Int, IntDType, Tensor, TensorData, TensorPrimitive,
-};
+use burn::tensor::{BasicOps, Bool, DType, FloatDType, Int, IntDType, Tensor, TensorData, TensorPrimitive};
 use burn_mixed::Mixed;
 
 /// Asserts that `got` and `want` have the same dtype, shape and bytes.
@@ -34,16 +32,10 @@ pub fn assert_bitwise_eq(what: &str, got: TensorData, want: TensorData) {
 /// `Ok` when `got` and `want` have the same dtype, shape and bytes; otherwise what differs.
 pub fn bitwise_diff(got: &TensorData, want: &TensorData) -> Result<(), String> {
     if got.dtype != want.dtype {
-        return Err(format!(
-            "dtypes differ: {:?} vs {:?}",
-            got.dtype, want.dtype
-        ));
+        return Err(format!("dtypes differ: {:?} vs {:?}", got.dtype, want.dtype));
     }
     if got.shape != want.shape {
-        return Err(format!(
-            "shapes differ: {:?} vs {:?}",
-            got.shape, want.shape
-        ));
+        return Err(format!("shapes differ: {:?} vs {:?}", got.shape, want.shape));
     }
     let (g, w) = (got.as_bytes(), want.as_bytes());
     if g.len() != w.len() {
@@ -54,16 +46,8 @@ pub fn bitwise_diff(got: &TensorData, want: &TensorData) -> Result<(), String> {
     };
     let index = byte / (g.len() / got.num_elements().max(1)).max(1);
     let decoded = match got.dtype {
-        DType::F32 => format!(
-            " ({} vs {})",
-            got.as_slice::<f32>().unwrap()[index],
-            want.as_slice::<f32>().unwrap()[index]
-        ),
-        DType::F64 => format!(
-            " ({} vs {})",
-            got.as_slice::<f64>().unwrap()[index],
-            want.as_slice::<f64>().unwrap()[index]
-        ),
+        DType::F32 => format!(" ({} vs {})", got.as_slice::<f32>().unwrap()[index], want.as_slice::<f32>().unwrap()[index]),
+        DType::F64 => format!(" ({} vs {})", got.as_slice::<f64>().unwrap()[index], want.as_slice::<f64>().unwrap()[index]),
         _ => String::new(),
     };
     Err(format!("values differ, first at element {index}{decoded}"))
@@ -71,11 +55,8 @@ pub fn bitwise_diff(got: &TensorData, want: &TensorData) -> Result<(), String> {
 
 /// Asserts that two tensors, possibly on different backends, have the same dtype, shape
 /// and bytes. Reads both back.
-pub fn assert_tensors_eq<B1, B2, const D: usize, K1, K2>(
-    what: &str,
-    got: Tensor<B1, D, K1>,
-    want: Tensor<B2, D, K2>,
-) where
+pub fn assert_tensors_eq<B1, B2, const D: usize, K1, K2>(what: &str, got: Tensor<B1, D, K1>, want: Tensor<B2, D, K2>)
+where
     B1: Backend,
     B2: Backend,
     K1: BasicOps<B1>,
@@ -114,9 +95,7 @@ impl SplitMix64 {
 pub fn uniform<const D: usize>(shape: [usize; D], seed: u64, low: f32, high: f32) -> TensorData {
     let mut rng = SplitMix64::new(seed);
     let n = shape.iter().product();
-    let values: Vec<f32> = (0..n)
-        .map(|_| low + (high - low) * rng.next_unit())
-        .collect();
+    let values: Vec<f32> = (0..n).map(|_| low + (high - low) * rng.next_unit()).collect();
     TensorData::new(values, shape)
 }
 
@@ -128,9 +107,7 @@ pub fn ints<const D: usize>(shape: [usize; D], seed: u64, low: i64, high: i64) -
     let mut rng = SplitMix64::new(seed);
     let span = (high - low) as u64;
     let n = shape.iter().product();
-    let values: Vec<i64> = (0..n)
-        .map(|_| low + (rng.next_u64() % span) as i64)
-        .collect();
+    let values: Vec<i64> = (0..n).map(|_| low + (rng.next_u64() % span) as i64).collect();
     TensorData::new(values, shape)
 }
 
@@ -143,33 +120,17 @@ pub fn bools<const D: usize>(shape: [usize; D], seed: u64) -> TensorData {
 }
 
 /// A float tensor on `B` with [`uniform`] values, in the device's default float dtype.
-pub fn float_tensor<B: Backend, const D: usize>(
-    device: &B::Device,
-    shape: [usize; D],
-    seed: u64,
-    low: f32,
-    high: f32,
-) -> Tensor<B, D> {
+pub fn float_tensor<B: Backend, const D: usize>(device: &B::Device, shape: [usize; D], seed: u64, low: f32, high: f32) -> Tensor<B, D> {
     Tensor::from_data(uniform(shape, seed, low, high), device)
 }
 
 /// An int tensor on `B` with [`ints`] values, in the device's default int dtype.
-pub fn int_tensor<B: Backend, const D: usize>(
-    device: &B::Device,
-    shape: [usize; D],
-    seed: u64,
-    low: i64,
-    high: i64,
-) -> Tensor<B, D, Int> {
+pub fn int_tensor<B: Backend, const D: usize>(device: &B::Device, shape: [usize; D], seed: u64, low: i64, high: i64) -> Tensor<B, D, Int> {
     Tensor::from_data(ints(shape, seed, low, high), device)
 }
 
 /// A bool tensor on `B` with [`bools`] values.
-pub fn bool_tensor<B: Backend, const D: usize>(
-    device: &B::Device,
-    shape: [usize; D],
-    seed: u64,
-) -> Tensor<B, D, Bool> {
+pub fn bool_tensor<B: Backend, const D: usize>(device: &B::Device, shape: [usize; D], seed: u64) -> Tensor<B, D, Bool> {
     Tensor::from_data(bools(shape, seed), device)
 }
 
@@ -217,9 +178,7 @@ static RNG_LOCK: Mutex<()> = Mutex::new(());
 /// seed (random tensors, module initialisers, dropout). A test that panicked while holding
 /// it does not poison it for the others.
 pub fn rng_lock() -> MutexGuard<'static, ()> {
-    RNG_LOCK
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    RNG_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Labelled results of one run of a scenario, in the order they were recorded.
@@ -235,11 +194,7 @@ impl Outputs {
     }
 
     /// Reads `tensor` back and records it under `label`.
-    pub fn push<B: Backend, const D: usize, K: BasicOps<B>>(
-        &mut self,
-        label: impl Into<String>,
-        tensor: Tensor<B, D, K>,
-    ) {
+    pub fn push<B: Backend, const D: usize, K: BasicOps<B>>(&mut self, label: impl Into<String>, tensor: Tensor<B, D, K>) {
         self.push_data(label, tensor.into_data());
     }
 
@@ -282,10 +237,7 @@ pub fn assert_outputs_eq(got: Outputs, want: Outputs) {
 fn assert_same_labels(got: &Outputs, want: &Outputs) {
     let got_labels: Vec<_> = got.labels().collect();
     let want_labels: Vec<_> = want.labels().collect();
-    assert_eq!(
-        got_labels, want_labels,
-        "the two runs recorded different outputs"
-    );
+    assert_eq!(got_labels, want_labels, "the two runs recorded different outputs");
 }
 
 /// [`assert_equivalent`] for the usual case: `equivalent!(family, device, run::<B>(args))`
@@ -445,11 +397,8 @@ pub fn assert_equivalent<B: Backend>(
     // MIXED_RUNS times in all, and judged on its latest sample by the same rules; a
     // forwarding bug differs in every sample and still fails.
     for _ in 1..MIXED_RUNS {
-        let outside: Vec<usize> = differing
-            .iter()
-            .filter(|(i, runs)| matches!(judge(&got.entries[*i].1, runs), Verdict::Differs(_)))
-            .map(|(i, _)| *i)
-            .collect();
+        let outside: Vec<usize> =
+            differing.iter().filter(|(i, runs)| matches!(judge(&got.entries[*i].1, runs), Verdict::Differs(_))).map(|(i, _)| *i).collect();
         if outside.is_empty() {
             break;
         }
@@ -486,29 +435,18 @@ pub fn assert_equivalent<B: Backend>(
 
 /// The float dtypes `B` computes in on `device` (storage and arithmetic), widest first.
 pub fn supported_float_dtypes<B: Backend>(device: &B::Device) -> Vec<FloatDType> {
-    [
-        FloatDType::F64,
-        FloatDType::F32,
-        FloatDType::F16,
-        FloatDType::BF16,
-    ]
-    .into_iter()
-    .filter(|dtype| B::supports_dtype(device, DType::from(*dtype)))
-    .collect()
+    [FloatDType::F64, FloatDType::F32, FloatDType::F16, FloatDType::BF16]
+        .into_iter()
+        .filter(|dtype| B::supports_dtype(device, DType::from(*dtype)))
+        .collect()
 }
 
 /// The int dtypes `B` computes in on `device`, widest first.
 pub fn supported_int_dtypes<B: Backend>(device: &B::Device) -> Vec<IntDType> {
-    [
-        IntDType::I64,
-        IntDType::I32,
-        IntDType::I16,
-        IntDType::I8,
-        IntDType::U8,
-    ]
-    .into_iter()
-    .filter(|dtype| B::supports_dtype(device, DType::from(*dtype)))
-    .collect()
+    [IntDType::I64, IntDType::I32, IntDType::I16, IntDType::I8, IntDType::U8]
+        .into_iter()
+        .filter(|dtype| B::supports_dtype(device, DType::from(*dtype)))
+        .collect()
 }
 
 /// Runs `f` and reports whether it panicked, with the panic message. Meant for probing
@@ -530,10 +468,7 @@ pub fn bare_supports<B: Backend, R>(device: &B::Device, op: &str, run: impl FnOn
     match probe(run) {
         Ok(_) => true,
         Err(reason) => {
-            println!(
-                "skipping {op} on {}: the bare backend panics: {reason}",
-                B::name(device)
-            );
+            println!("skipping {op} on {}: the bare backend panics: {reason}", B::name(device));
             false
         }
     }
@@ -546,10 +481,7 @@ mod tests {
     #[test]
     fn generators_are_deterministic_and_in_range() {
         assert_eq!(uniform([3, 4], 9, -1.0, 1.0), uniform([3, 4], 9, -1.0, 1.0));
-        assert_ne!(
-            uniform([3, 4], 9, -1.0, 1.0),
-            uniform([3, 4], 10, -1.0, 1.0)
-        );
+        assert_ne!(uniform([3, 4], 9, -1.0, 1.0), uniform([3, 4], 10, -1.0, 1.0));
         let values = uniform([64], 1, -2.0, 3.0).to_vec::<f32>().unwrap();
         assert!(values.iter().all(|v| (-2.0..3.0).contains(v)));
         let values = ints([64], 1, -3, 4).to_vec::<i64>().unwrap();
@@ -576,14 +508,7 @@ mod tests {
         let device = Default::default();
         let equivalent = |bare: &[f32], mixed: f32| {
             let bare = replay(bare);
-            probe(|| {
-                assert_equivalent::<B>(
-                    "replay",
-                    &device,
-                    |_, out| bare(&(), out),
-                    |_, out| replay(&[mixed])(&(), out),
-                )
-            })
+            probe(|| assert_equivalent::<B>("replay", &device, |_, out| bare(&(), out), |_, out| replay(&[mixed])(&(), out)))
         };
         let ulp = |v: f32, n: u32| f32::from_bits(v.to_bits() + n);
         assert_eq!(equivalent(&[1.0], 1.0), Ok(1), "identical");

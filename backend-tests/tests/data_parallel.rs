@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use burn::backend::wgpu::WgpuDevice;
 use burn::module::list_param_ids;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig};
 use burn::module::{Module, ParamId};
+use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig};
 use burn::record::{BinBytesRecorder, FullPrecisionSettings, Record, Recorder};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
@@ -63,8 +63,7 @@ where
     O::Record: IntoIterator<Item = (ParamId, R)>,
     R: Record<Train>,
 {
-    let mut entries: std::collections::HashMap<u64, R> =
-        optimizer.to_record().into_iter().map(|(id, r)| (id.val(), r)).collect();
+    let mut entries: std::collections::HashMap<u64, R> = optimizer.to_record().into_iter().map(|(id, r)| (id.val(), r)).collect();
     let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
     let mut bytes = Vec::new();
     for id in list_param_ids(module) {
@@ -225,9 +224,8 @@ fn replicas_stay_identical_and_match_one_device_over_the_global_batch() {
         // Measured on what training changed (final minus initial parameters), relative to
         // the largest change: the parameters themselves would hide any difference.
         let init = params(&Mlp::<Train>::new(&WgpuDevice::Cpu));
-        let moved = |p: &[Vec<f32>]| -> Vec<Vec<f32>> {
-            p.iter().zip(&init).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x - y).collect()).collect()
-        };
+        let moved =
+            |p: &[Vec<f32>]| -> Vec<Vec<f32>> { p.iter().zip(&init).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x - y).collect()).collect() };
         let diff = max_rel_diff(&moved(&run.params[0][STEPS - 1]), &moved(&reference[STEPS - 1]));
         let tolerance = if precision == Precision::True32 { 1e-5 } else { 2e-3 };
         eprintln!("{precision}: replicas vs one device over the global batch, max difference {diff:e} of the largest update");
@@ -245,8 +243,7 @@ fn resuming_every_replica_from_its_records_continues_bit_for_bit() {
     let base = Options { init_scale: Some(1048576.0), ..Default::default() };
     let steps = 6;
     let straight = data_parallel(Precision::Mixed16, steps, &devices(), base, AdamConfig::new().init());
-    let resumed =
-        data_parallel(Precision::Mixed16, steps, &devices(), Options { resume_after: Some(2), ..base }, AdamConfig::new().init());
+    let resumed = data_parallel(Precision::Mixed16, steps, &devices(), Options { resume_after: Some(2), ..base }, AdamConfig::new().init());
     assert!(straight.scales[..3].iter().any(|(_, skipped)| *skipped), "a skip before the checkpoint: {:?}", straight.scales);
     assert!(straight.scales[..3].iter().any(|(_, skipped)| !*skipped), "a step before the checkpoint: {:?}", straight.scales);
     assert_eq!(resumed.scales, straight.scales, "the scale and every verdict after resuming");
@@ -393,4 +390,3 @@ fn bad_device_lists_and_replicas_are_refused_before_training() {
     assert_eq!(a.scaler().expect("16-mixed").replicas(), 2);
     plan.replicas(&[plain.clone(), plain]).expect("no scaler anywhere is fine");
 }
-

@@ -99,14 +99,13 @@ fn supervised(precision: Precision, scaler: GradScalerConfig, epochs: usize, dir
     let plan = DataParallel::<Train>::new(devices.clone()).expect("two distinct Wgpu devices");
     let setup = setup(precision, scaler);
     assert_eq!(plan.check_precision(&setup), Ok(precision));
-    let prepared = setup
-        .setup::<Train, _, _>(&devices[0], Mlp::new(&devices[0]), SgdConfig::new().init())
-        .expect("lavapipe runs f16");
+    let prepared = setup.setup::<Train, _, _>(&devices[0], Mlp::new(&devices[0]), SgdConfig::new().init()).expect("lavapipe runs f16");
     assert_eq!(plan.check_model(&prepared.model), Ok(()));
     let strategy = plan.host_staged(&prepared.optimizer, ReduceOp::Mean, CommDtype::Native);
     let rows = devices.len() * BATCH * STEPS;
     let train = DataLoaderBuilder::new(Rows).batch_size(BATCH).set_device(devices[0].clone()).build(InMemDataset::new((0..rows).collect()));
-    let valid = DataLoaderBuilder::new(Rows).batch_size(BATCH).set_device(devices[0].clone()).build(InMemDataset::new((rows..rows + 16).collect()));
+    let valid =
+        DataLoaderBuilder::new(Rows).batch_size(BATCH).set_device(devices[0].clone()).build(InMemDataset::new((rows..rows + 16).collect()));
     let mut training = SupervisedTraining::new(dir, train, valid)
         .num_epochs(epochs)
         .with_application_logger(None)
@@ -150,9 +149,8 @@ fn temp_dir(name: &str) -> PathBuf {
 fn supervised_training_on_two_devices_matches_one_device_over_the_global_batch() {
     let scaler = GradScalerConfig { init_scale: 1024.0, ..Default::default() };
     let init = params(&Mlp::<Train>::new(&WgpuDevice::DefaultDevice));
-    let moved = |p: &[Vec<f32>]| -> Vec<Vec<f32>> {
-        p.iter().zip(&init).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x - y).collect()).collect()
-    };
+    let moved =
+        |p: &[Vec<f32>]| -> Vec<Vec<f32>> { p.iter().zip(&init).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x - y).collect()).collect() };
     for precision in [Precision::True32, Precision::Mixed16] {
         let dir = temp_dir(precision.as_str());
         let run = supervised(precision, scaler.clone(), 1, &dir, None);

@@ -117,12 +117,7 @@ impl<B: AutodiffBackend> Workload<B> for TransformerBlock<B> {
         let [batch, seq, width] = self.x.dims();
         let head_dim = width / self.heads;
         let qkv = self.qkv.forward(self.norm1.forward(self.x.clone()));
-        let split = |i: usize| {
-            qkv.clone()
-                .narrow(2, i * width, width)
-                .reshape([batch, seq, self.heads, head_dim])
-                .swap_dims(1, 2)
-        };
+        let split = |i: usize| qkv.clone().narrow(2, i * width, width).reshape([batch, seq, self.heads, head_dim]).swap_dims(1, 2);
         let context = attention(split(0), split(1), split(2), None, None, AttentionModuleOptions::default());
         let x = self.x.clone() + self.out.forward(context.swap_dims(1, 2).reshape([batch, seq, width]));
         let mlp = self.down.forward(Gelu::new().forward(self.up.forward(self.norm2.forward(x.clone()))));

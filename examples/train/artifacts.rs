@@ -40,9 +40,7 @@ fn config_path(dir: &Path) -> PathBuf {
 /// Writes `model.mpk` and `config.json` into `dir`.
 pub fn save<B: Backend>(dir: &Path, model: Net<B>, config: &SavedConfig) -> Result<(), String> {
     let path = model_path(dir);
-    model
-        .save_file(&path, &Recorder::new())
-        .map_err(|e| format!("cannot save the model to {}: {e}", path.display()))?;
+    model.save_file(&path, &Recorder::new()).map_err(|e| format!("cannot save the model to {}: {e}", path.display()))?;
     let path = config_path(dir);
     let json = serde_json::to_string_pretty(config).expect("plain data serializes");
     std::fs::write(&path, json).map_err(|e| format!("cannot write {}: {e}", path.display()))

@@ -70,7 +70,19 @@ fn ratio(value: Option<f64>, baseline: Option<f64>) -> String {
 /// The table, one row per run; ratios are to the first run.
 pub fn table(runs: &[Outcome]) -> String {
     let base = &runs[0];
-    let header = ["precision", "final loss", "ratio", "valid accuracy", "ratio", "step time", "ratio", "peak memory", "ratio", "skipped steps", "loss scale"];
+    let header = [
+        "precision",
+        "final loss",
+        "ratio",
+        "valid accuracy",
+        "ratio",
+        "step time",
+        "ratio",
+        "peak memory",
+        "ratio",
+        "skipped steps",
+        "loss scale",
+    ];
     let mut rows = vec![header.map(String::from).to_vec()];
     for run in runs {
         let peak = |o: &Outcome| o.peak_bytes.map(|b| b as f64);

@@ -64,9 +64,7 @@ impl DataSpec {
 
     fn centres(&self) -> Vec<[f64; INPUT_DIM]> {
         let mut rng = rng(self.seed, Stream::Centres);
-        (0..CLASSES)
-            .map(|_| std::array::from_fn(|_| CENTRE_SPREAD * rng.sample::<f64, _>(StandardNormal)))
-            .collect()
+        (0..CLASSES).map(|_| std::array::from_fn(|_| CENTRE_SPREAD * rng.sample::<f64, _>(StandardNormal))).collect()
     }
 
     fn samples(&self, stream: Stream, n: usize) -> Result<Vec<Sample>, String> {

@@ -1,11 +1,11 @@
 //! `--devices` and `--strategy`: which devices train, data-parallel, and how.
 
+use burn::backend::Autodiff;
 use burn::tensor::backend::Backend;
+use burn::train::LearningComponentsTypes;
 use burn::train::{ExecutionStrategy, MultiDeviceOptim, TrainingStrategy};
 use burn_mixed::data_parallel::{CommDtype, DataParallel, ReduceOp};
 use burn_mixed::{Mixed, MixedPrecision, PrecisionOptimizer};
-use burn::backend::Autodiff;
-use burn::train::LearningComponentsTypes;
 use clap::ValueEnum;
 
 /// How several devices train.

@@ -52,9 +52,7 @@ impl ModelKind {
     /// The model's task, with `train_items` training items (default: the task's own).
     pub fn task(self, seed: u64, train_items: Option<usize>) -> TaskSpec {
         match self {
-            ModelKind::Transformer => {
-                TaskSpec::Sorting(SequenceSpec::new(seed, train_items.unwrap_or(sequence::DEFAULT_TRAIN_ITEMS)))
-            }
+            ModelKind::Transformer => TaskSpec::Sorting(SequenceSpec::new(seed, train_items.unwrap_or(sequence::DEFAULT_TRAIN_ITEMS))),
             ModelKind::Mlp => TaskSpec::Blobs(DataSpec::new(seed, train_items.unwrap_or(data::DEFAULT_TRAIN_ITEMS))),
         }
     }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use burn::train::metric::{MetricDefinition, MetricId};
 use burn::train::renderer::tui::TuiMetricsRendererWrapper;
 use burn::train::renderer::{
-    EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation,
-    MetricsRendererTraining, ProgressType, TrainingProgress,
+    EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation, MetricsRendererTraining, ProgressType,
+    TrainingProgress,
 };
 use burn::train::{Interrupter, LearnerSummary};
 
@@ -39,11 +39,9 @@ impl RendererKind {
         match self {
             RendererKind::Auto if stdout && std::io::stderr().is_terminal() => Ok(RendererKind::Tui),
             RendererKind::Auto => Ok(RendererKind::Quiet),
-            RendererKind::Tui if !stdout => Err(
-                "--renderer tui draws on stdout, which is not a terminal here; valid values: auto, tui \
+            RendererKind::Tui if !stdout => Err("--renderer tui draws on stdout, which is not a terminal here; valid values: auto, tui \
                  (stdout a terminal), quiet"
-                    .into(),
-            ),
+                .into()),
             kind => Ok(kind),
         }
     }
@@ -152,18 +150,9 @@ impl Recorder {
         }
         *last_line = Some(Instant::now());
         let epoch = &item.global_progress;
-        let items = item
-            .progress
-            .as_ref()
-            .map(|p| format!(" items {}/{}", p.items_processed, p.items_total))
-            .unwrap_or_default();
+        let items = item.progress.as_ref().map(|p| format!(" items {}/{}", p.items_processed, p.items_total)).unwrap_or_default();
         let iteration = item.iteration.map(|i| format!(" iteration {i}")).unwrap_or_default();
-        eprintln!(
-            "[{split}] epoch {}/{}{iteration}{items}: {}",
-            epoch.items_processed,
-            epoch.items_total,
-            self.values.line(valid)
-        );
+        eprintln!("[{split}] epoch {}/{}{iteration}{items}: {}", epoch.items_processed, epoch.items_total, self.values.line(valid));
     }
 }
 

@@ -76,11 +76,7 @@ impl Outcome {
         println!("valid accuracy  {:.4} ({} items)", self.valid_accuracy, self.valid_items);
         println!("skipped steps   {}", self.skipped_steps);
         println!("loss scale      {}", or_na(self.loss_scale.map(|s| s.to_string())));
-        println!(
-            "wall time       {:.2} s (step {})",
-            self.wall_s,
-            or_na(self.step_s.map(|s| format!("{:.1} ms", s * 1e3)))
-        );
+        println!("wall time       {:.2} s (step {})", self.wall_s, or_na(self.step_s.map(|s| format!("{:.1} ms", s * 1e3))));
         match self.peak_bytes {
             Some(bytes) => println!("peak memory     {:.1} MiB (host allocations)", mib(bytes)),
             None => println!("peak memory     n/a (device memory is not counted)"),

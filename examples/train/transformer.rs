@@ -93,9 +93,7 @@ impl<B: Backend> SequenceModel<B> {
     /// position (so burn-train's accuracy counts tokens).
     pub fn forward_f32(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 2> {
         let [batch, seq_len] = tokens.dims();
-        let positions = Tensor::<B, 1, Int>::arange(0..seq_len as i64, &tokens.device())
-            .reshape([1, seq_len])
-            .repeat_dim(0, batch);
+        let positions = Tensor::<B, 1, Int>::arange(0..seq_len as i64, &tokens.device()).reshape([1, seq_len]).repeat_dim(0, batch);
         let mut x = self.tokens.forward(tokens) + self.positions.forward(positions);
         for block in &self.blocks {
             x = block.forward(x);

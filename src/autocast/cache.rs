@@ -99,10 +99,7 @@ pub(crate) fn cast<B: Backend>(tensor: FloatTensor<B>, dtype: FloatDType) -> Flo
         return cast_uncached::<B>(tensor, dtype);
     };
     let hit = ENTRIES.with(|e| {
-        e.borrow()
-            .iter()
-            .find(|(i, d, _)| *i == id && *d == dtype)
-            .and_then(|(_, _, t)| t.downcast_ref::<FloatTensor<B>>().cloned())
+        e.borrow().iter().find(|(i, d, _)| *i == id && *d == dtype).and_then(|(_, _, t)| t.downcast_ref::<FloatTensor<B>>().cloned())
     });
     let stats = cast_cache_stats();
     if let Some(cached) = hit {

@@ -55,11 +55,7 @@ pub enum AutocastError {
     /// Autocast runs ops in f16 or bf16; another dtype was asked for.
     NotHalf { dtype: FloatDType },
     /// The backend cannot compute in the requested dtype on this device.
-    Unsupported {
-        backend: String,
-        dtype: FloatDType,
-        supported: Vec<FloatDType>,
-    },
+    Unsupported { backend: String, dtype: FloatDType, supported: Vec<FloatDType> },
 }
 
 /// Short lowercase dtype name, as users write it.
@@ -76,11 +72,7 @@ pub fn dtype_name(dtype: FloatDType) -> &'static str {
 impl fmt::Display for AutocastError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AutocastError::NotHalf { dtype } => write!(
-                f,
-                "autocast dtype must be f16 or bf16, got {}",
-                dtype_name(*dtype)
-            ),
+            AutocastError::NotHalf { dtype } => write!(f, "autocast dtype must be f16 or bf16, got {}", dtype_name(*dtype)),
             AutocastError::Unsupported { backend, dtype, supported } => {
                 let names: Vec<_> = supported.iter().map(|d| dtype_name(*d)).collect();
                 let half: Vec<_> = supported
@@ -166,11 +158,7 @@ impl Drop for AutocastGuard {
 }
 
 /// Runs `f` with autocast to `dtype`; see [`AutocastGuard::enable`].
-pub fn autocast<B: Backend, R>(
-    device: &B::Device,
-    dtype: FloatDType,
-    f: impl FnOnce() -> R,
-) -> Result<R, AutocastError> {
+pub fn autocast<B: Backend, R>(device: &B::Device, dtype: FloatDType, f: impl FnOnce() -> R) -> Result<R, AutocastError> {
     let _region = AutocastGuard::enable::<B>(device, dtype)?;
     Ok(f())
 }

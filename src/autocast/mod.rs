@@ -10,12 +10,7 @@ pub(crate) mod cast;
 pub mod context;
 pub mod policy;
 
-pub use cache::{
-    CastCacheStats, cast_cache_stats, clear_cast_cache, reset_cast_cache_stats, set_cast_cache,
-};
+pub use cache::{CastCacheStats, cast_cache_stats, clear_cast_cache, reset_cast_cache_stats, set_cast_cache};
 pub use cast::widest;
-pub use context::{
-    AutocastError, AutocastGuard, AutocastState, autocast, autocast_state, check_dtype, dtype_name,
-    no_autocast,
-};
+pub use context::{AutocastError, AutocastGuard, AutocastState, autocast, autocast_state, check_dtype, dtype_name, no_autocast};
 pub use policy::{AutocastPolicy, CastPolicy, Op};

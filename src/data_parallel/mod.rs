@@ -44,9 +44,7 @@ pub use strategy::HostDataParallel;
 /// which only Cuda implements: on Wgpu it panics (`comm_init`: not implemented) on the
 /// device's server thread. A host copy works on every backend; on Cuda it is slower than a
 /// peer copy, not wrong.
-pub(crate) fn host_copy<B: Backend, const D: usize>(
-    tensor: Tensor<B, D>,
-) -> (impl FnOnce(&B::Device) -> Tensor<B, D>, u64) {
+pub(crate) fn host_copy<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> (impl FnOnce(&B::Device) -> Tensor<B, D>, u64) {
     let dtype = tensor.dtype();
     let data = tensor.into_data();
     let bytes = data.bytes.len() as u64;
@@ -128,10 +126,9 @@ impl fmt::Display for DataParallelError {
                 if *has_scaler { "has a different GradScaler" } else { "has no GradScaler" },
                 if *first_has_scaler { "has one" } else { "has none" },
             ),
-            Self::ReplicaCount { optimizers, devices } => write!(
-                f,
-                "{optimizers} optimizers for {devices} devices; a data-parallel loop steps one optimizer per device"
-            ),
+            Self::ReplicaCount { optimizers, devices } => {
+                write!(f, "{optimizers} optimizers for {devices} devices; a data-parallel loop steps one optimizer per device")
+            }
             Self::ModelDevice { model, first } => write!(
                 f,
                 "the model's parameters are on {}, but the first device of the list is {first}; create the model on \
@@ -160,12 +157,7 @@ impl<B: Backend> DataParallel<B> {
         };
         for (second, device) in devices.iter().enumerate() {
             if let Some(first) = devices[..second].iter().position(|d| d.to_id() == device.to_id()) {
-                return Err(DataParallelError::DuplicateDevice {
-                    device: names[second].clone(),
-                    first,
-                    second,
-                    devices: names,
-                });
+                return Err(DataParallelError::DuplicateDevice { device: names[second].clone(), first, second, devices: names });
             }
         }
         let expected = B::name(first);

@@ -26,9 +26,9 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::GradientsAccumulator;
 use burn::tensor::Device;
 use burn::train::{
-    EventProcessorTraining, InferenceStep, Interrupter, Learner, LearnerEvent, LearningComponentsTypes,
-    SupervisedLearningStrategy, SupervisedTrainingEventProcessor, TrainLoader, TrainStep, TrainingBackend,
-    TrainingComponents, TrainingItem, TrainingModel, ValidLoader,
+    EventProcessorTraining, InferenceStep, Interrupter, Learner, LearnerEvent, LearningComponentsTypes, SupervisedLearningStrategy,
+    SupervisedTrainingEventProcessor, TrainLoader, TrainStep, TrainingBackend, TrainingComponents, TrainingItem, TrainingModel,
+    ValidLoader,
 };
 
 use super::all_reduce::{CommDtype, ReduceOp, reduce_to_first};
@@ -95,8 +95,7 @@ impl<LC: LearningComponentsTypes> HostDataParallel<LC> {
             }
             for item in items {
                 iteration += 1;
-                let item =
-                    TrainingItem::new(item, progress.clone(), epoch.clone(), Some(iteration), Some(learner.lr_current()));
+                let item = TrainingItem::new(item, progress.clone(), epoch.clone(), Some(iteration), Some(learner.lr_current()));
                 events.process_train(LearnerEvent::ProcessedItem(item));
             }
             if interrupter.should_stop() {

@@ -16,8 +16,8 @@ use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{FloatDType, TensorMetadata};
 
 use super::{BinaryOp, CastArgs, Composed, Conv2dArgs, HostKernels, LayerNormArgs, LayerNormGradArgs, LinearArgs, MatmulArgs};
-use burn::tensor::backend::Backend;
 use burn::tensor::Shape;
+use burn::tensor::backend::Backend;
 
 /// Swaps the last two dimensions (a view on host backends).
 fn transpose_last<B: HostKernels>(t: FloatTensor<B>) -> FloatTensor<B> {
@@ -471,7 +471,8 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
             Ok(out) => out,
             Err(_) => return Err((lhs, rhs)),
         };
-        let factor = |t: &FloatTensor<Self>, other: &FloatTensor<Self>| (op == BinaryOp::Mul && other.is_tracked()).then(|| t.primitive.clone());
+        let factor =
+            |t: &FloatTensor<Self>, other: &FloatTensor<Self>| (op == BinaryOp::Mul && other.is_tracked()).then(|| t.primitive.clone());
         let state = (factor(&lhs, &rhs), factor(&rhs, &lhs), lhs.shape(), rhs.shape());
         Ok(track::<B, C, _, 2>(HalfBinary, [&lhs, &rhs], state, out))
     }
@@ -575,7 +576,12 @@ mod tests {
         };
         let args = || {
             let gamma = data(7, n).into_iter().map(|v| 1.0 + v / 4.0).collect();
-            (bf16_tensor(data(1, rows * n), vec![rows, n]), bf16_tensor(gamma, vec![n]), bf16_tensor(data(3, rows * n), vec![rows, n]), 1e-5)
+            (
+                bf16_tensor(data(1, rows * n), vec![rows, n]),
+                bf16_tensor(gamma, vec![n]),
+                bf16_tensor(data(3, rows * n), vec![rows, n]),
+                1e-5,
+            )
         };
         let kernel = <Flex as HostKernels>::half_layer_norm_backward(args()).unwrap_or_else(|_| panic!("the kernel takes bf16"));
         let fallback = layer_norm_grads_inner::<Flex>(args());

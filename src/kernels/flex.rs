@@ -8,15 +8,15 @@
 use burn::backend::Flex;
 use core::mem::MaybeUninit;
 
+use burn::backend::flex::ops::unary::erf_f32;
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::tensor::Bytes;
-use burn::backend::flex::ops::unary::erf_f32;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, FloatDType, Shape, bf16, f16};
 
 use super::elementwise;
-use super::gemm::{self, Half, View};
 use super::flex_conv;
+use super::gemm::{self, Half, View};
 use super::layer_norm as norm;
 use super::softmax;
 use super::{BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, HostKernels, LayerNormArgs, LayerNormGradArgs, LinearArgs, MatmulArgs, count};
@@ -90,7 +90,12 @@ impl HostKernels for Flex {
         result.inspect(|_| count(|c| &mut c.gelu_backward)).ok_or((x, grad))
     }
 
-    fn half_conv2d(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>, options: ConvOptions<2>) -> Result<FlexTensor, Conv2dArgs<Flex>> {
+    fn half_conv2d(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: Option<FlexTensor>,
+        options: ConvOptions<2>,
+    ) -> Result<FlexTensor, Conv2dArgs<Flex>> {
         flex_conv::conv2d(x, weight, bias, options)
     }
 
@@ -222,9 +227,7 @@ fn relu_grad_bits(out: u16, g: u16, inf_bits: u16) -> u16 {
 /// shares its buffer and the tensor covers all of it (the tensor handed back for any
 /// other layout).
 fn unary_bits<T: Half>(mut x: FlexTensor, f: impl Fn(u16) -> u16 + Sync + Send) -> Result<FlexTensor, FlexTensor> {
-    let whole = x.layout().is_contiguous()
-        && x.layout().start_offset() == 0
-        && x.storage::<T>().len() == x.layout().num_elements();
+    let whole = x.layout().is_contiguous() && x.layout().start_offset() == 0 && x.storage::<T>().len() == x.layout().num_elements();
     if x.is_unique() && whole {
         elementwise::map_bits_in_place(x.storage_mut::<T>(), f);
         return Ok(x);
@@ -405,13 +408,7 @@ fn last_matrix(t: &FlexTensor) -> Option<View> {
     if rank < 2 || strides.iter().any(|&s| s < 0) {
         return None;
     }
-    Some(View {
-        offset: layout.start_offset(),
-        rows: shape[rank - 2],
-        cols: shape[rank - 1],
-        rs: strides[rank - 2],
-        cs: strides[rank - 1],
-    })
+    Some(View { offset: layout.start_offset(), rows: shape[rank - 2], cols: shape[rank - 1], rs: strides[rank - 2], cs: strides[rank - 1] })
 }
 
 /// The batch dimensions of a product's operands (all but the last two), broadcast as Burn

@@ -95,7 +95,12 @@ fn per_slice<T: Half>(batch: usize, slice: usize, mut op: impl FnMut(core::ops::
     out.expect("a non-empty batch")
 }
 
-pub(super) fn conv2d(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>, options: ConvOptions<2>) -> Result<FlexTensor, Conv2dArgs<Flex>> {
+pub(super) fn conv2d(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: ConvOptions<2>,
+) -> Result<FlexTensor, Conv2dArgs<Flex>> {
     let operands: Vec<&FlexTensor> = [Some(&x), Some(&weight), bias.as_ref()].into_iter().flatten().collect();
     let batch = x.layout().shape()[0];
     let (Some(dtype), true) = (half_dtype(&operands), batch > 0) else {

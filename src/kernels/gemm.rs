@@ -10,8 +10,8 @@
 //! product in f16); and it fuses the bias into the product's store.
 
 use burn::tensor::{bf16, f16};
-use half::slice::HalfFloatSliceExt;
 use gemmkit::{Bias, MatMut, MatRef, Parallelism, Scalar};
+use half::slice::HalfFloatSliceExt;
 use rayon::prelude::*;
 
 use super::elementwise::overwrite;

@@ -43,7 +43,8 @@ fn level() -> Level {
             Ok("avx512") => Level::Avx512,
             _ => Level::Avx512Bf16,
         };
-        let cpu = if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vl")) {
+        let cpu = if !(is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vl"))
+        {
             Level::Portable
         } else if is_x86_feature_detected!("avx512bf16") {
             Level::Avx512Bf16
@@ -352,7 +353,10 @@ fn exp(x: __m512) -> __m512 {
     // Below -104, e^x rounds to 0 in f32; above 88.8 it overflows. `max`/`min` return
     // their second operand for NaN, so NaN passes through.
     let x = _mm512_min_ps(_mm512_set1_ps(88.8), _mm512_max_ps(_mm512_set1_ps(-104.0), x));
-    let k = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(x, _mm512_set1_ps(core::f32::consts::LOG2_E)));
+    let k = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(
+        x,
+        _mm512_set1_ps(core::f32::consts::LOG2_E),
+    ));
     // ln 2 in two parts, the first with trailing zeros so that `k * LN2_HI` is exact.
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;

@@ -396,7 +396,9 @@ pub(crate) trait Composed: HostKernels {
     }
 
     /// A convolution's bias gradient from `(x, bias, output_grad)`.
-    fn conv_bias_grad(args: (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>)) -> Result<FloatTensor<Self>, (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>)> {
+    fn conv_bias_grad(
+        args: (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>),
+    ) -> Result<FloatTensor<Self>, (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>)> {
         let (x, bias, grad) = args;
         Self::half_sum_to_channels(grad).map_err(|grad| (x, bias, grad))
     }
@@ -536,14 +538,8 @@ fn softmax_to_half<B: Backend>(scores: FloatTensor<B>, dtype: FloatDType) -> Res
 }
 
 /// The inputs of `attention`, handed back when declined.
-pub(crate) type AttentionArgs<B> = (
-    FloatTensor<B>,
-    FloatTensor<B>,
-    FloatTensor<B>,
-    Option<BoolTensor<B>>,
-    Option<FloatTensor<B>>,
-    AttentionModuleOptions,
-);
+pub(crate) type AttentionArgs<B> =
+    (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, Option<BoolTensor<B>>, Option<FloatTensor<B>>, AttentionModuleOptions);
 
 /// Whether `B` is one of the backends with host kernels.
 fn has_host_kernels<B: Backend>() -> bool {
@@ -574,6 +570,8 @@ pub(crate) fn attention<B: Backend>(
     if !is_half::<B>(&query) || !host_kernels_enabled() || !has_host_kernels::<B>() {
         return Err((query, key, value, mask, attn_bias, options));
     }
-    let softmax = |scores, half| softmax_to_half::<B>(scores, half).unwrap_or_else(|(scores, half)| attention::softmax_then_cast::<crate::Mixed<B>>(scores, half));
+    let softmax = |scores, half| {
+        softmax_to_half::<B>(scores, half).unwrap_or_else(|(scores, half)| attention::softmax_then_cast::<crate::Mixed<B>>(scores, half))
+    };
     Ok(attention::scores_in_f32::<crate::Mixed<B>>((query, key, value, mask, attn_bias, options), softmax))
 }

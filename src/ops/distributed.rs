@@ -13,12 +13,11 @@
 //! here (an all-reduce is a sum across devices; narrowing it is an opt-in, see
 //! `crate::data_parallel::all_reduce`).
 
+use burn::tensor::Device;
 use burn::tensor::backend::DeviceId;
 use burn::tensor::backend::distributed::{
-    CollectiveTensor, DistributedBackend, DistributedConfig, DistributedParams, ReduceOperation,
-    TensorRef,
+    CollectiveTensor, DistributedBackend, DistributedConfig, DistributedParams, ReduceOperation, TensorRef,
 };
-use burn::tensor::Device;
 
 use super::prelude::*;
 

@@ -5,10 +5,7 @@
 
 use burn::tensor::TensorPrimitive;
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::{
-    DeformConv2dBackward, MaxPool1dBackward, MaxPool1dWithIndices, MaxPool2dBackward,
-    MaxPool2dWithIndices,
-};
+use burn::tensor::ops::{DeformConv2dBackward, MaxPool1dBackward, MaxPool1dWithIndices, MaxPool2dBackward, MaxPool2dWithIndices};
 
 use crate::Mixed;
 
@@ -26,15 +23,11 @@ pub(crate) fn unlift_primitive<B: Backend>(p: TensorPrimitive<Mixed<B>>) -> Tens
     }
 }
 
-pub(crate) fn max_pool1d_with_indices<B: Backend>(
-    r: MaxPool1dWithIndices<B>,
-) -> MaxPool1dWithIndices<Mixed<B>> {
+pub(crate) fn max_pool1d_with_indices<B: Backend>(r: MaxPool1dWithIndices<B>) -> MaxPool1dWithIndices<Mixed<B>> {
     MaxPool1dWithIndices::new(r.output, r.indices)
 }
 
-pub(crate) fn max_pool2d_with_indices<B: Backend>(
-    r: MaxPool2dWithIndices<B>,
-) -> MaxPool2dWithIndices<Mixed<B>> {
+pub(crate) fn max_pool2d_with_indices<B: Backend>(r: MaxPool2dWithIndices<B>) -> MaxPool2dWithIndices<Mixed<B>> {
     MaxPool2dWithIndices::new(r.output, r.indices)
 }
 
@@ -46,9 +39,7 @@ pub(crate) fn max_pool2d_backward<B: Backend>(r: MaxPool2dBackward<B>) -> MaxPoo
     MaxPool2dBackward::new(r.x_grad)
 }
 
-pub(crate) fn deform_conv2d_backward<B: Backend>(
-    r: DeformConv2dBackward<B>,
-) -> DeformConv2dBackward<Mixed<B>> {
+pub(crate) fn deform_conv2d_backward<B: Backend>(r: DeformConv2dBackward<B>) -> DeformConv2dBackward<Mixed<B>> {
     DeformConv2dBackward::new(r.x_grad, r.offset_grad, r.weight_grad, r.mask_grad, r.bias_grad)
 }
 

@@ -21,8 +21,7 @@ mod prelude {
     pub(super) use burn::tensor::ops::*;
     pub(super) use burn::tensor::quantization::{QuantScheme, QuantizationParametersPrimitive};
     pub(super) use burn::tensor::{
-        BoolDType, Distribution, FloatDType, IndexingUpdateOp, IntDType, Scalar, Shape, Slice,
-        TensorData, TensorPrimitive,
+        BoolDType, Distribution, FloatDType, IndexingUpdateOp, IntDType, Scalar, Shape, Slice, TensorData, TensorPrimitive,
     };
     pub(super) use core::ops::Range;
 }

@@ -90,21 +90,12 @@ impl<B: Backend> QTensorOps<Self> for Mixed<B> {
         }
     }
 
-    fn quantize(
-        tensor: FloatTensor<Self>,
-        scheme: &QuantScheme,
-        qparams: QuantizationParametersPrimitive<Self>,
-    ) -> QuantizedTensor<Self> {
-        let qparams = QuantizationParametersPrimitive::<B> {
-            scales: qparams.scales,
-        };
+    fn quantize(tensor: FloatTensor<Self>, scheme: &QuantScheme, qparams: QuantizationParametersPrimitive<Self>) -> QuantizedTensor<Self> {
+        let qparams = QuantizationParametersPrimitive::<B> { scales: qparams.scales };
         B::quantize(tensor, scheme, qparams)
     }
 
     fn q_matmul(lhs: TensorPrimitive<Self>, rhs: TensorPrimitive<Self>) -> TensorPrimitive<Self> {
-        lift::primitive(B::q_matmul(
-            lift::unlift_primitive(lhs),
-            lift::unlift_primitive(rhs),
-        ))
+        lift::primitive(B::q_matmul(lift::unlift_primitive(lhs), lift::unlift_primitive(rhs)))
     }
 }

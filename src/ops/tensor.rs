@@ -135,15 +135,9 @@ impl<B: Backend> FloatTensorOps<Self> for Mixed<B> {
     }
 
     fn float_cat(tensors: Vec<FloatTensor<Self>>, dim: usize) -> FloatTensor<Self> {
-        let target = crate::autocast::cast::target_dtype_iter::<B, _>(
-            crate::autocast::Op::Cat,
-            tensors.iter(),
-        );
+        let target = crate::autocast::cast::target_dtype_iter::<B, _>(crate::autocast::Op::Cat, tensors.iter());
         let tensors = match target {
-            Some(_) => tensors
-                .into_iter()
-                .map(|t| crate::autocast::cast::to_dtype::<B>(t, target))
-                .collect(),
+            Some(_) => tensors.into_iter().map(|t| crate::autocast::cast::to_dtype::<B>(t, target)).collect(),
             None => tensors,
         };
         B::float_cat(tensors, dim)

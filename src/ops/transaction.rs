@@ -2,15 +2,13 @@
 //! backends that batch reads (one sync for many tensors) keep doing so.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::ops::{TransactionOps, TransactionPrimitive, TransactionPrimitiveData};
 use burn::tensor::backend::ExecutionError;
+use burn::tensor::ops::{TransactionOps, TransactionPrimitive, TransactionPrimitiveData};
 
 use crate::Mixed;
 
 impl<B: Backend> TransactionOps<Self> for Mixed<B> {
-    async fn tr_execute(
-        transaction: TransactionPrimitive<Self>,
-    ) -> Result<TransactionPrimitiveData, ExecutionError> {
+    async fn tr_execute(transaction: TransactionPrimitive<Self>) -> Result<TransactionPrimitiveData, ExecutionError> {
         B::tr_execute(TransactionPrimitive::new(
             transaction.read_floats,
             transaction.read_qfloats,

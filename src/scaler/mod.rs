@@ -17,10 +17,7 @@ use std::time::Duration;
 use replicas::ReplicaGroup;
 
 pub use optim::PrecisionOptimizer;
-pub use state::{
-    CollapseAction, GradScalerConfig, LossScale, ScalerCollapse, ScalerConfigError, ScalerState,
-    StepReport,
-};
+pub use state::{CollapseAction, GradScalerConfig, LossScale, ScalerCollapse, ScalerConfigError, ScalerState, StepReport};
 
 /// A loss scaler shared by the optimizer wrapper(s), the metrics and `Mixed`'s `backward`.
 ///
@@ -219,7 +216,9 @@ fn log_step(report: &StepReport, skipped_total: u64) {
     if report.skipped {
         log::warn!(
             "GradScaler: gradients overflowed at scale {}; optimizer step skipped ({} skipped so far), scale now {}",
-            report.scale_used, skipped_total, report.new_scale
+            report.scale_used,
+            skipped_total,
+            report.new_scale
         );
     } else if report.new_scale != report.scale_used {
         log::info!("GradScaler: scale grew from {} to {}", report.scale_used, report.new_scale);

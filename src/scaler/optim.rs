@@ -2,10 +2,10 @@
 //! 16-mixed, behind the loss scaler (unscale, one-sync overflow check, skip or step).
 
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use burn::optim::LearningRate;
 use burn::optim::{GradientsParams, MultiGradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Bool, ElementConversion, Tensor};
-use burn::optim::LearningRate;
 
 use super::{GradScaler, ScalerState, Verdict};
 use crate::autocast::{clear_cast_cache, no_autocast};
@@ -94,19 +94,12 @@ where
         )
     }
 
-    fn step_multi(
-        &mut self,
-        lr: LearningRate,
-        module: PrecisionModule<M>,
-        grads: MultiGradientsParams,
-    ) -> PrecisionModule<M> {
+    fn step_multi(&mut self, lr: LearningRate, module: PrecisionModule<M>, grads: MultiGradientsParams) -> PrecisionModule<M> {
         self.guarded_step(
             module,
             grads,
             // One check (one sync) per device's gradients.
-            |module, grads, inv_scale| {
-                grads.grads.iter_mut().fold(false, |found, (g, _)| unscale::<B, M>(module, g, inv_scale) || found)
-            },
+            |module, grads, inv_scale| grads.grads.iter_mut().fold(false, |found, (g, _)| unscale::<B, M>(module, g, inv_scale) || found),
             |inner, module, grads| inner.step_multi(lr, module, grads),
         )
     }
@@ -135,11 +128,7 @@ where
 
 /// Multiplies every parameter gradient of `module` in `grads` by `inv_scale` and returns
 /// whether any of them holds an inf or NaN, reading one flag from the device.
-fn unscale<B: AutodiffBackend, M: AutodiffModule<B>>(
-    module: &M,
-    grads: &mut GradientsParams,
-    inv_scale: f64,
-) -> bool {
+fn unscale<B: AutodiffBackend, M: AutodiffModule<B>>(module: &M, grads: &mut GradientsParams, inv_scale: f64) -> bool {
     let mut visitor = Unscale::<B> { grads, inv_scale, flags: Vec::new() };
     module.visit(&mut visitor);
     if visitor.flags.is_empty() {

@@ -45,14 +45,7 @@ struct Round {
 impl ReplicaGroup {
     pub(crate) fn new() -> Self {
         Self {
-            round: Mutex::new(Round {
-                replicas: 1,
-                timeout: DEFAULT_TIMEOUT,
-                completed: 0,
-                arrived: 0,
-                found_inf: false,
-                outcome: None,
-            }),
+            round: Mutex::new(Round { replicas: 1, timeout: DEFAULT_TIMEOUT, completed: 0, arrived: 0, found_inf: false, outcome: None }),
             over: Condvar::new(),
         }
     }
@@ -100,10 +93,8 @@ impl ReplicaGroup {
             return outcome;
         }
         let (timeout, replicas) = (round.timeout, round.replicas);
-        let (round, wait) = self
-            .over
-            .wait_timeout_while(round, timeout, |r| r.completed == mine)
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (round, wait) =
+            self.over.wait_timeout_while(round, timeout, |r| r.completed == mine).unwrap_or_else(|poisoned| poisoned.into_inner());
         if wait.timed_out() {
             // `Optimizer::step` has no error channel; waiting longer would hang the run.
             panic!(
@@ -129,8 +120,8 @@ mod tests {
     /// replica waits `delay[r]` ms before reporting); replica 2 alone overflows in round 1.
     /// Returns each replica's verdicts and the scale after each round, as replica 0 sees it.
     fn rounds(delays: [u64; 4]) -> (Vec<Vec<Verdict>>, Vec<f32>) {
-        let scaler = GradScaler::new(GradScalerConfig { init_scale: 1024.0, growth_interval: 2, ..Default::default() })
-            .expect("valid settings");
+        let scaler =
+            GradScaler::new(GradScalerConfig { init_scale: 1024.0, growth_interval: 2, ..Default::default() }).expect("valid settings");
         scaler.set_replicas(4, Some(Duration::from_secs(30)));
         let start = Barrier::new(4);
         let results: Vec<(Vec<Verdict>, Vec<f32>)> = thread::scope(|scope| {

@@ -125,12 +125,7 @@ impl GradScalerConfig {
         }
         if let Some(max) = self.max_scale {
             let ok = max.is_finite() && max >= init;
-            check(
-                "max_scale",
-                max,
-                ok,
-                format!("finite and >= init_scale = {init}"),
-            )?;
+            check("max_scale", max, ok, format!("finite and >= init_scale = {init}"))?;
         }
         if let Some(limit) = self.max_consecutive_skips {
             check("max_consecutive_skips", limit, limit >= 1, ">= 1")?;
@@ -144,21 +139,11 @@ impl GradScalerConfig {
     }
 }
 
-fn check(
-    field: &'static str,
-    value: impl fmt::Display,
-    ok: bool,
-    requirement: impl Into<String>,
-) -> Result<(), ScalerConfigError> {
+fn check(field: &'static str, value: impl fmt::Display, ok: bool, requirement: impl Into<String>) -> Result<(), ScalerConfigError> {
     if ok {
         return Ok(());
     }
-    Err(ScalerConfigError {
-        field,
-        value: value.to_string(),
-        requirement: requirement.into(),
-        in_state: false,
-    })
+    Err(ScalerConfigError { field, value: value.to_string(), requirement: requirement.into(), in_state: false })
 }
 
 /// A setting (or, from [`LossScale::from_state`], a saved state field) out of its valid range.
@@ -187,16 +172,8 @@ impl ScalerConfigError {
 
 impl fmt::Display for ScalerConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let what = if self.in_state {
-            "state field"
-        } else {
-            "setting"
-        };
-        write!(
-            f,
-            "invalid GradScaler {what} {} = {}: must be {}",
-            self.field, self.value, self.requirement
-        )
+        let what = if self.in_state { "state field" } else { "setting" };
+        write!(f, "invalid GradScaler {what} {} = {}: must be {}", self.field, self.value, self.requirement)
     }
 }
 
@@ -332,21 +309,13 @@ impl LossScale {
         check("scale", scale, ok, range)
             .and_then(|()| {
                 let tracker = state.growth_tracker;
-                check(
-                    "growth_tracker",
-                    tracker,
-                    tracker < c.growth_interval,
-                    "< growth_interval",
-                )
+                check("growth_tracker", tracker, tracker < c.growth_interval, "< growth_interval")
             })
             .and_then(|()| {
                 let left = state.hysteresis_left;
                 check("hysteresis_left", left, left < c.hysteresis, "< hysteresis")
             })
-            .map_err(|e| ScalerConfigError {
-                in_state: true,
-                ..e
-            })?;
+            .map_err(|e| ScalerConfigError { in_state: true, ..e })?;
         Ok(Self { s: state })
     }
 
@@ -463,21 +432,13 @@ impl LossScale {
             consecutive_skips: s.consecutive_skips,
             collapse_warning: None,
         };
-        let skip_limit = c
-            .max_consecutive_skips
-            .filter(|&l| s.consecutive_skips >= l);
+        let skip_limit = c.max_consecutive_skips.filter(|&l| s.consecutive_skips >= l);
         let threshold = c.collapse_threshold.filter(|&t| s.scale < t);
         if skip_limit.is_none() && threshold.is_none() {
             s.collapse_warned = false;
             return Ok(report);
         }
-        let collapse = ScalerCollapse {
-            step: s.steps,
-            scale: s.scale,
-            consecutive_skips: s.consecutive_skips,
-            skip_limit,
-            threshold,
-        };
+        let collapse = ScalerCollapse { step: s.steps, scale: s.scale, consecutive_skips: s.consecutive_skips, skip_limit, threshold };
         match c.on_collapse {
             CollapseAction::Error => Err(collapse),
             CollapseAction::Warn => {

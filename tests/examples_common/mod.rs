@@ -82,8 +82,7 @@ impl Run {
         assert_eq!(self.code(), Some(0), "{}", self.describe());
         let stdout = self.stdout();
         let last = stdout.lines().last().unwrap_or_else(|| panic!("no stdout\n{}", self.describe()));
-        let value: Value =
-            serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e})\n{}", self.describe()));
+        let value: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e})\n{}", self.describe()));
         assert!(value.is_object(), "{}", self.describe());
         value
     }
@@ -107,4 +106,3 @@ pub fn run_with(name: &str, args: &[&str], vars: &[(&str, &str)]) -> Run {
 pub fn number(json: &Value, key: &str) -> f64 {
     json[key].as_f64().unwrap_or_else(|| panic!("{key} is not a number in {json}"))
 }
-

@@ -32,9 +32,20 @@ impl Case for Conv2d {
         let (c_in, c_out) = (self.groups * self.in_per_group, self.groups * self.out_per_group);
         let [h, w] = self.size;
         let [kh, kw] = self.kernel;
-        let x = operand::<B, 4>(ctx, [self.batch, c_in, h, w], self.x_layout, &|n| inputs(n, seed, 1.0, false), self.tracked[0], false, device);
-        let weight = operand::<B, 4>(ctx, [c_out, self.in_per_group, kh, kw], Layout::Contiguous, &|n| inputs(n, seed + 1, 1.0, false), self.tracked[1], false, device);
-        let bias = self.bias.then(|| operand::<B, 1>(ctx, [c_out], Layout::Contiguous, &|n| inputs(n, seed + 2, 1.0, false), self.tracked[2], false, device));
+        let x =
+            operand::<B, 4>(ctx, [self.batch, c_in, h, w], self.x_layout, &|n| inputs(n, seed, 1.0, false), self.tracked[0], false, device);
+        let weight = operand::<B, 4>(
+            ctx,
+            [c_out, self.in_per_group, kh, kw],
+            Layout::Contiguous,
+            &|n| inputs(n, seed + 1, 1.0, false),
+            self.tracked[1],
+            false,
+            device,
+        );
+        let bias = self.bias.then(|| {
+            operand::<B, 1>(ctx, [c_out], Layout::Contiguous, &|n| inputs(n, seed + 2, 1.0, false), self.tracked[2], false, device)
+        });
         let options = ConvOptions::new(self.stride, self.padding, self.dilation, self.groups);
         let out = conv2d(x.view, weight.view, bias.as_ref().map(|b| b.view.clone()), options);
         let mut observed = vec![Observed::new("output", out.clone())];
@@ -61,21 +72,25 @@ pub fn conv2d_case() -> impl Strategy<Value = Conv2d> {
     let shape = prop_oneof![5 => small, 1 => sliced];
     let layouts = prop::sample::select(vec![Layout::Contiguous, Layout::Contiguous, Layout::Offset, Layout::Transposed]);
     (shape, pair(1..=3), pair(0..=2), pair(1..=2), any::<bool>(), layouts, tracked::<3>(), any::<u64>())
-        .prop_map(|((batch, groups, in_per_group, out_per_group, size, kernel), stride, padding, dilation, bias, x_layout, tracked, seed)| Conv2d {
-            batch,
-            groups,
-            in_per_group,
-            out_per_group,
-            size,
-            kernel,
-            stride,
-            padding,
-            dilation,
-            bias,
-            x_layout,
-            tracked,
-            seed: seed >> 8,
-        })
+        .prop_map(
+            |((batch, groups, in_per_group, out_per_group, size, kernel), stride, padding, dilation, bias, x_layout, tracked, seed)| {
+                Conv2d {
+                    batch,
+                    groups,
+                    in_per_group,
+                    out_per_group,
+                    size,
+                    kernel,
+                    stride,
+                    padding,
+                    dilation,
+                    bias,
+                    x_layout,
+                    tracked,
+                    seed: seed >> 8,
+                }
+            },
+        )
         .prop_filter("an output of at least one element per dimension", |c| {
             (0..2).all(|d| c.size[d] + 2 * c.padding[d] >= c.dilation[d] * (c.kernel[d] - 1) + 1)
         })

@@ -41,8 +41,24 @@ pub struct Binary {
 impl Binary {
     fn run_rank<B: AutodiffBackend, const D: usize>(&self, ctx: Ctx, device: &B::Device) -> Vec<Observed> {
         let (seed, specials) = (self.seed, self.specials);
-        let a = operand::<B, D>(ctx, array::<D>(&self.lhs), self.layouts[0], &|n| inputs(n, seed, 2.0, specials), self.tracked[0], false, device);
-        let b = operand::<B, D>(ctx, array::<D>(&self.rhs), self.layouts[1], &|n| inputs(n, seed + 1, 2.0, specials), self.tracked[1], false, device);
+        let a = operand::<B, D>(
+            ctx,
+            array::<D>(&self.lhs),
+            self.layouts[0],
+            &|n| inputs(n, seed, 2.0, specials),
+            self.tracked[0],
+            false,
+            device,
+        );
+        let b = operand::<B, D>(
+            ctx,
+            array::<D>(&self.rhs),
+            self.layouts[1],
+            &|n| inputs(n, seed + 1, 2.0, specials),
+            self.tracked[1],
+            false,
+            device,
+        );
         let out = match self.op {
             BinaryOp::Add => a.view + b.view,
             BinaryOp::Mul => a.view * b.view,
@@ -76,9 +92,7 @@ pub fn binary() -> impl Strategy<Value = Binary> {
             let (lhs, rhs) = dims.into_iter().unzip();
             Binary { op, lhs, rhs, layouts, specials, tracked, seed: seed >> 8 }
         })
-        .prop_filter("at most 70,000 elements", |c| {
-            small_enough(&c.lhs.iter().zip(&c.rhs).map(|(a, b)| *a.max(b)).collect::<Vec<_>>())
-        })
+        .prop_filter("at most 70,000 elements", |c| small_enough(&c.lhs.iter().zip(&c.rhs).map(|(a, b)| *a.max(b)).collect::<Vec<_>>()))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,7 +117,8 @@ pub struct Unary {
 impl Unary {
     fn run_rank<B: AutodiffBackend, const D: usize>(&self, ctx: Ctx, device: &B::Device) -> Vec<Observed> {
         let (seed, specials) = (self.seed, self.specials);
-        let x = operand::<B, D>(ctx, array::<D>(&self.shape), self.layout, &|n| inputs(n, seed, 4.0, specials), self.tracked, false, device);
+        let x =
+            operand::<B, D>(ctx, array::<D>(&self.shape), self.layout, &|n| inputs(n, seed, 4.0, specials), self.tracked, false, device);
         let kept = self.shared.then(|| x.view.clone());
         let out = match self.op {
             UnaryOp::Relu => relu(x.view),
@@ -133,7 +148,15 @@ pub fn unary() -> impl Strategy<Value = Unary> {
     let op = prop::sample::select(vec![UnaryOp::Relu, UnaryOp::Gelu]);
     let layout = prop::sample::select(vec![Layout::Contiguous, Layout::Contiguous, Layout::Offset, Layout::Flipped]);
     (op, prop::collection::vec(size(), 1..=3), layout, any::<bool>(), any::<bool>(), any::<bool>(), any::<u64>())
-        .prop_map(|(op, shape, layout, specials, tracked, shared, seed)| Unary { op, shape, layout, specials, tracked, shared, seed: seed >> 8 })
+        .prop_map(|(op, shape, layout, specials, tracked, shared, seed)| Unary {
+            op,
+            shape,
+            layout,
+            specials,
+            tracked,
+            shared,
+            seed: seed >> 8,
+        })
         .prop_filter("at most 70,000 elements", |c| small_enough(&c.shape))
 }
 

@@ -41,7 +41,8 @@ pub fn layout(rank: usize) -> impl Strategy<Value = Layout> {
 /// position when `specials` (zeros of both signs, infinities, NaN, the largest and
 /// subnormal values of both half formats).
 pub fn inputs(len: usize, seed: u64, scale: f64, specials: bool) -> Vec<f64> {
-    const SPECIAL: [f64; 12] = [0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 65504.0, 70000.0, 3.0e38, 1.0e-40, -6.0e-8, 1.0e-5, -300.0];
+    const SPECIAL: [f64; 12] =
+        [0.0, -0.0, f64::INFINITY, f64::NEG_INFINITY, f64::NAN, 65504.0, 70000.0, 3.0e38, 1.0e-40, -6.0e-8, 1.0e-5, -300.0];
     let mut v: Vec<f64> = values(len, seed, FloatDType::F32).into_iter().map(|x| x * scale).collect();
     if specials {
         for (i, x) in v.iter_mut().enumerate().skip(3).step_by(7) {

@@ -26,7 +26,6 @@ use proptest::test_runner::{Config, RngSeed, TestCaseError, TestError, TestRunne
 
 use crate::kernels_support::{HALVES, round_to, ulp, values};
 
-
 /// The seed of every property in CI (`PROPTEST_RNG_SEED` overrides it).
 const SEED: u64 = 0x5eed_f00d;
 
@@ -124,7 +123,17 @@ impl Observed {
     pub fn grad<B: AutodiffBackend, const D: usize>(label: &str, leaf: &Tensor<B, D>, grads: &B::Gradients) -> Self {
         match leaf.grad(grads) {
             Some(g) => Self::new(label, g),
-            None => Self { label: format!("{label} (none)"), shape: vec![], dtype: DType::U8, values: vec![], bytes: vec![], roundings: 1.0, exact: true, correctly_rounded: false, scale: None },
+            None => Self {
+                label: format!("{label} (none)"),
+                shape: vec![],
+                dtype: DType::U8,
+                values: vec![],
+                bytes: vec![],
+                roundings: 1.0,
+                exact: true,
+                correctly_rounded: false,
+                scale: None,
+            },
         }
     }
 
@@ -189,9 +198,7 @@ fn catch(f: impl FnOnce() -> Vec<Observed>) -> Outcome {
     CATCHING.with(|c| c.set(true));
     let outcome = catch_unwind(AssertUnwindSafe(f));
     CATCHING.with(|c| c.set(false));
-    outcome.map_err(|e| {
-        e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default()
-    })
+    outcome.map_err(|e| e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default())
 }
 
 /// The per-op tallies a property prints: cases, and cases the fast path took.

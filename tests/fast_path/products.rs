@@ -1,9 +1,9 @@
 //! Matmul (2-d, batched, broadcast batches, every layout) and linear (with and without
 //! bias, inputs of rank 1 to 4, under autocast or on half tensors).
 
+use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::module::linear;
-use burn::tensor::Tensor;
 use burn_mixed::autocast::autocast;
 use proptest::prelude::*;
 
@@ -27,8 +27,24 @@ impl Matmul {
     fn run_rank<B: AutodiffBackend, const D: usize>(&self, ctx: Ctx, device: &B::Device) -> Vec<Observed> {
         let shape = |batch: &[usize], r: usize, c: usize| array::<D>(&[batch, &[r, c]].concat());
         let seed = self.seed;
-        let a = operand::<B, D>(ctx, shape(&self.lhs_batch, self.m, self.k), self.layouts[0], &|n| inputs(n, seed, 1.0, false), self.tracked[0], false, device);
-        let b = operand::<B, D>(ctx, shape(&self.rhs_batch, self.k, self.n), self.layouts[1], &|n| inputs(n, seed + 1, 1.0, false), self.tracked[1], false, device);
+        let a = operand::<B, D>(
+            ctx,
+            shape(&self.lhs_batch, self.m, self.k),
+            self.layouts[0],
+            &|n| inputs(n, seed, 1.0, false),
+            self.tracked[0],
+            false,
+            device,
+        );
+        let b = operand::<B, D>(
+            ctx,
+            shape(&self.rhs_batch, self.k, self.n),
+            self.layouts[1],
+            &|n| inputs(n, seed + 1, 1.0, false),
+            self.tracked[1],
+            false,
+            device,
+        );
         let out = a.view.matmul(b.view);
         let mut observed = vec![Observed::new("output", out.clone())];
         if self.tracked.contains(&true) {
@@ -67,7 +83,16 @@ fn batches(count: usize) -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
 pub fn matmul() -> impl Strategy<Value = Matmul> {
     (2..=4usize)
         .prop_flat_map(|rank| (batches(rank - 2), dim(), inner(), dim(), [layout(rank), layout(rank)], tracked::<2>(), any::<u64>()))
-        .prop_map(|((lhs_batch, rhs_batch), m, k, n, layouts, tracked, seed)| Matmul { lhs_batch, rhs_batch, m, k, n, layouts, tracked, seed: seed >> 8 })
+        .prop_map(|((lhs_batch, rhs_batch), m, k, n, layouts, tracked, seed)| Matmul {
+            lhs_batch,
+            rhs_batch,
+            m,
+            k,
+            n,
+            layouts,
+            tracked,
+            seed: seed >> 8,
+        })
         .prop_filter("a few hundred thousand elements at most", |c| {
             let batch: usize = c.lhs_batch.iter().zip(&c.rhs_batch).map(|(a, b)| a.max(b)).product();
             batch * (c.m * c.k + c.k * c.n) <= 200_000 && batch * c.m * c.n <= 60_000
@@ -92,9 +117,27 @@ impl Linear {
     fn run_rank<B: AutodiffBackend, const D: usize>(&self, ctx: Ctx, device: &B::Device) -> Vec<Observed> {
         let seed = self.seed;
         let wide = self.autocast;
-        let x = operand::<B, D>(ctx, array::<D>(&[&self.leading[..], &[self.d_in]].concat()), self.layouts[0], &|n| inputs(n, seed, 1.0, false), self.tracked[0], wide, device);
-        let w = operand::<B, 2>(ctx, [self.d_in, self.d_out], self.layouts[1], &|n| inputs(n, seed + 1, 1.0, false), self.tracked[1], wide, device);
-        let b = self.bias.then(|| operand::<B, 1>(ctx, [self.d_out], Layout::Contiguous, &|n| inputs(n, seed + 2, 1.0, false), self.tracked[2], wide, device));
+        let x = operand::<B, D>(
+            ctx,
+            array::<D>(&[&self.leading[..], &[self.d_in]].concat()),
+            self.layouts[0],
+            &|n| inputs(n, seed, 1.0, false),
+            self.tracked[0],
+            wide,
+            device,
+        );
+        let w = operand::<B, 2>(
+            ctx,
+            [self.d_in, self.d_out],
+            self.layouts[1],
+            &|n| inputs(n, seed + 1, 1.0, false),
+            self.tracked[1],
+            wide,
+            device,
+        );
+        let b = self.bias.then(|| {
+            operand::<B, 1>(ctx, [self.d_out], Layout::Contiguous, &|n| inputs(n, seed + 2, 1.0, false), self.tracked[2], wide, device)
+        });
         let layer = || linear(x.view.clone(), w.view.clone(), b.as_ref().map(|b| b.view.clone()));
         let out: Tensor<B, D> = match self.autocast && !ctx.is_reference() {
             true => autocast::<B, _>(device, ctx.half, layer).expect("Flex runs both half dtypes"),

@@ -22,16 +22,7 @@ fn passes<C: Case>(case: C, taken: fn(&HostKernelCalls) -> u64) {
 }
 
 fn matmul(lhs_batch: &[usize], rhs_batch: &[usize], (m, k, n): (usize, usize, usize), tracked: [bool; 2]) -> Matmul {
-    Matmul {
-        lhs_batch: lhs_batch.to_vec(),
-        rhs_batch: rhs_batch.to_vec(),
-        m,
-        k,
-        n,
-        layouts: [Layout::Contiguous; 2],
-        tracked,
-        seed: 7,
-    }
+    Matmul { lhs_batch: lhs_batch.to_vec(), rhs_batch: rhs_batch.to_vec(), m, k, n, layouts: [Layout::Contiguous; 2], tracked, seed: 7 }
 }
 
 /// A batch dimension of 1 broadcast over the other operand's: its gradient is summed over
@@ -97,7 +88,8 @@ fn signalling_nans_widen_to_quiet_nans() {
     let device = Default::default();
     let widened = |data: TensorData, dtype: DType| {
         let x = Tensor::<Mixed<Flex>, 1>::from_data(data, (&device, dtype));
-        let bits = |t: Tensor<Mixed<Flex>, 1>| t.into_data().to_vec::<f32>().expect("f32").into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        let bits =
+            |t: Tensor<Mixed<Flex>, 1>| t.into_data().to_vec::<f32>().expect("f32").into_iter().map(f32::to_bits).collect::<Vec<_>>();
         (bits(x.clone().cast(FloatDType::F32)), bits(with_host_kernels(false, || x.cast(FloatDType::F32))))
     };
     // 40 values: the lanes' full group of 16, then a masked tail.
@@ -111,7 +103,8 @@ fn signalling_nans_widen_to_quiet_nans() {
         let want = if x.is_nan() { bits | 0x0040_0000 } else { bits };
         assert_eq!(*got, want, "#{i}: {:#06x}", x.to_bits());
     }
-    let f16s: Vec<f16> = (0..40).map(|i| f16::from_bits(if i % 3 == 0 { [0x7c01, 0xfc01, 0x7d00, 0x7dff][i / 3 % 4] } else { 0x3c00 + i as u16 })).collect();
+    let f16s: Vec<f16> =
+        (0..40).map(|i| f16::from_bits(if i % 3 == 0 { [0x7c01, 0xfc01, 0x7d00, 0x7dff][i / 3 % 4] } else { 0x3c00 + i as u16 })).collect();
     let (fast, flex) = widened(TensorData::new(f16s.clone(), [40]), DType::F16);
     assert_eq!(fast, flex, "f16 -> f32: as Flex");
     assert!(fast.iter().zip(&f16s).filter(|(_, x)| x.is_nan()).all(|(bits, _)| bits & 0x0040_0000 != 0), "quiet");
@@ -150,10 +143,25 @@ fn softmax_backward_rows_sum_to_zero() {
     for dtype in HALVES {
         for n in [2, 3, 17, 64] {
             let rows = 9;
-            let scores = Tensor::<Flex, 2>::from_data(burn::tensor::TensorData::new(crate::layout::inputs(rows * n, n as u64, 4.0, false).into_iter().map(|v| v as f32).collect::<Vec<_>>(), [rows, n]), &device);
-            let p = <Flex as HostKernels>::half_softmax(scores.into_primitive().tensor(), dtype).unwrap_or_else(|_| panic!("the kernel takes f32 scores"));
-            let g = Tensor::<Flex, 2>::from_data(burn::tensor::TensorData::new(crate::layout::inputs(rows * n, 99, 1.0, false).into_iter().map(|v| v as f32).collect::<Vec<_>>(), [rows, n]), &device).cast(dtype);
-            let out = <Flex as HostKernels>::half_softmax_backward(p, g.into_primitive().tensor()).unwrap_or_else(|_| panic!("the kernel takes half rows"));
+            let scores = Tensor::<Flex, 2>::from_data(
+                burn::tensor::TensorData::new(
+                    crate::layout::inputs(rows * n, n as u64, 4.0, false).into_iter().map(|v| v as f32).collect::<Vec<_>>(),
+                    [rows, n],
+                ),
+                &device,
+            );
+            let p = <Flex as HostKernels>::half_softmax(scores.into_primitive().tensor(), dtype)
+                .unwrap_or_else(|_| panic!("the kernel takes f32 scores"));
+            let g = Tensor::<Flex, 2>::from_data(
+                burn::tensor::TensorData::new(
+                    crate::layout::inputs(rows * n, 99, 1.0, false).into_iter().map(|v| v as f32).collect::<Vec<_>>(),
+                    [rows, n],
+                ),
+                &device,
+            )
+            .cast(dtype);
+            let out = <Flex as HostKernels>::half_softmax_backward(p, g.into_primitive().tensor())
+                .unwrap_or_else(|_| panic!("the kernel takes half rows"));
             let values = Tensor::<Flex, 2>::from_primitive(TensorPrimitive::Float(out)).into_data().to_vec::<f32>().expect("f32");
             // f32's own rounding of `n` terms of at most max|g| (the gradients are below 1):
             // the unnormalized rows were off by about 2^-9 |sum(g * p)|.

@@ -108,7 +108,12 @@ impl Attention {
         let scale = self.scale.unwrap_or(1.0 / (self.head_dim as f64).sqrt());
         // Queries and keys are at most 1 in magnitude.
         let query_grad = 2.0 * scale * dp_max;
-        TermBounds { values: largest(&v), query_grad, key_grad: query_grad * self.q_len as f64, value_grad: largest(&probe) * self.q_len as f64 }
+        TermBounds {
+            values: largest(&v),
+            query_grad,
+            key_grad: query_grad * self.q_len as f64,
+            value_grad: largest(&probe) * self.q_len as f64,
+        }
     }
 }
 
@@ -118,22 +123,30 @@ pub fn attention_case() -> impl Strategy<Value = Attention> {
     let mask = prop_oneof![2 => Just(None), 1 => (1..=7u8).prop_map(Some)];
     let scale = prop_oneof![3 => Just(None), 1 => (1..=20u32).prop_map(|s| Some(f64::from(s) / 10.0))];
     let softcap = prop_oneof![4 => Just(None), 1 => (1..=50u32).prop_map(|s| Some(f64::from(s) / 10.0))];
-    (((1..=2usize, 1..=3usize, seq.clone(), seq), (head.clone(), head)), (mask, any::<bool>(), any::<bool>(), scale, softcap), (tracked::<3>(), any::<u64>()))
-        .prop_map(|(((batch, heads, q_len, k_len), (head_dim, value_dim)), (mask_eighths, bias, causal, scale, softcap), (tracked, seed))| Attention {
-            batch,
-            heads,
-            q_len,
-            k_len,
-            head_dim,
-            value_dim,
-            mask_eighths,
-            bias,
-            causal,
-            scale,
-            softcap,
-            tracked,
-            seed: seed >> 8,
-        })
+    (
+        ((1..=2usize, 1..=3usize, seq.clone(), seq), (head.clone(), head)),
+        (mask, any::<bool>(), any::<bool>(), scale, softcap),
+        (tracked::<3>(), any::<u64>()),
+    )
+        .prop_map(
+            |(((batch, heads, q_len, k_len), (head_dim, value_dim)), (mask_eighths, bias, causal, scale, softcap), (tracked, seed))| {
+                Attention {
+                    batch,
+                    heads,
+                    q_len,
+                    k_len,
+                    head_dim,
+                    value_dim,
+                    mask_eighths,
+                    bias,
+                    causal,
+                    scale,
+                    softcap,
+                    tracked,
+                    seed: seed >> 8,
+                }
+            },
+        )
 }
 
 /// `layer_norm(x, gamma, beta)` over the last dimension, as Burn's `LayerNorm` calls it.
@@ -154,9 +167,27 @@ impl LayerNorm {
     fn run_rank<B: AutodiffBackend, const D: usize>(&self, ctx: Ctx, device: &B::Device) -> Vec<Observed> {
         let (seed, offset) = (self.seed, self.offset);
         let x_values = |n: usize| inputs(n, seed, 1.0, false).into_iter().map(|v| v + offset).collect();
-        let x = operand::<B, D>(ctx, array::<D>(&[&self.leading[..], &[self.n]].concat()), self.layout, &x_values, self.tracked[0], false, device);
-        let gamma = operand::<B, 1>(ctx, [self.n], Layout::Contiguous, &|n| inputs(n, seed + 1, 0.5, false).into_iter().map(|v| v + 1.0).collect(), self.tracked[1], false, device);
-        let beta = self.beta.then(|| operand::<B, 1>(ctx, [self.n], Layout::Contiguous, &|n| inputs(n, seed + 2, 1.0, false), self.tracked[2], false, device));
+        let x = operand::<B, D>(
+            ctx,
+            array::<D>(&[&self.leading[..], &[self.n]].concat()),
+            self.layout,
+            &x_values,
+            self.tracked[0],
+            false,
+            device,
+        );
+        let gamma = operand::<B, 1>(
+            ctx,
+            [self.n],
+            Layout::Contiguous,
+            &|n| inputs(n, seed + 1, 0.5, false).into_iter().map(|v| v + 1.0).collect(),
+            self.tracked[1],
+            false,
+            device,
+        );
+        let beta = self.beta.then(|| {
+            operand::<B, 1>(ctx, [self.n], Layout::Contiguous, &|n| inputs(n, seed + 2, 1.0, false), self.tracked[2], false, device)
+        });
         let primitive = |t: Tensor<B, D>| t.into_primitive().tensor();
         let out = B::layer_norm(
             primitive(x.view),
@@ -195,5 +226,14 @@ pub fn layer_norm() -> impl Strategy<Value = LayerNorm> {
             let rank = leading.len() + 1;
             (Just((leading, n, beta, epsilon, offset, tracked, seed)), layout(rank))
         })
-        .prop_map(|((leading, n, beta, epsilon, offset, tracked, seed), layout)| LayerNorm { leading, n, beta, epsilon, offset, layout, tracked, seed: seed >> 8 })
+        .prop_map(|((leading, n, beta, epsilon, offset, tracked, seed), layout)| LayerNorm {
+            leading,
+            n,
+            beta,
+            epsilon,
+            offset,
+            layout,
+            tracked,
+            seed: seed >> 8,
+        })
 }

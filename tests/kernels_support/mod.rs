@@ -93,12 +93,8 @@ pub fn rounding_units(got: &[f64], want: &[f64], dtype: FloatDType) -> (f64, f64
     let rms = (want.iter().map(|w| w * w).sum::<f64>() / n).sqrt().max(f64::MIN_POSITIVE);
     let err_rms = (got.iter().zip(want).map(|(g, w)| (g - w).powi(2)).sum::<f64>() / n).sqrt();
     let one_rounding = 2f64.powi(-p) / 3f64.sqrt();
-    let worst = got
-        .iter()
-        .zip(want)
-        .filter(|(_, w)| w.abs() >= rms / 16.0)
-        .map(|(g, w)| (g - w).abs() / ulp(*w, dtype))
-        .fold(0.0, f64::max);
+    let worst =
+        got.iter().zip(want).filter(|(_, w)| w.abs() >= rms / 16.0).map(|(g, w)| (g - w).abs() / ulp(*w, dtype)).fold(0.0, f64::max);
     (err_rms / rms / one_rounding, worst)
 }
 
@@ -115,9 +111,28 @@ pub fn assert_one_rounding(label: &str, got: &[f64], want: &[f64], dtype: FloatD
 /// (odd length, parallel size).
 pub fn special_values() -> Vec<f32> {
     let mut v = vec![
-        0.0, -0.0, 1.0, -1.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 65504.0, 65520.0, 70000.0, -70000.0,
-        6.0e-8, 3.0e-8, 1.0e-40, -1.0e-40, f32::MIN_POSITIVE, 1.0 + 2f32.powi(-8), 1.0 + 3.0 * 2f32.powi(-9),
-        1.0 + 2f32.powi(-11), 1.0 + 3.0 * 2f32.powi(-12), 3.4e38, -3.4e38,
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        f32::NAN,
+        65504.0,
+        65520.0,
+        70000.0,
+        -70000.0,
+        6.0e-8,
+        3.0e-8,
+        1.0e-40,
+        -1.0e-40,
+        f32::MIN_POSITIVE,
+        1.0 + 2f32.powi(-8),
+        1.0 + 3.0 * 2f32.powi(-9),
+        1.0 + 2f32.powi(-11),
+        1.0 + 3.0 * 2f32.powi(-12),
+        3.4e38,
+        -3.4e38,
     ];
     v.extend(values(100_003, 110, FloatDType::F32).into_iter().map(|x| (x * 300.0) as f32));
     v
@@ -143,7 +158,6 @@ pub fn assert_same_bits(label: &str, got: TensorData, want: TensorData, inputs: 
 pub fn representable(dtype: FloatDType) -> Vec<f32> {
     special_values().into_iter().map(|x| round_to(vec![f64::from(x)], dtype)[0] as f32).collect()
 }
-
 
 /// Runs `tests` of this test binary again in child processes with `MIXED_HOST_LANES=0`
 /// and `=avx512`, so that the element-wise loops a CPU without AVX-512, or without its bf16

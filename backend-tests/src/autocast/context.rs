@@ -7,9 +7,7 @@ use std::sync::Barrier;
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, FloatDType, Tensor};
 use burn_mixed::Mixed;
-use burn_mixed::autocast::{
-    AutocastError, AutocastGuard, AutocastState, autocast, autocast_state, dtype_name,
-};
+use burn_mixed::autocast::{AutocastError, AutocastGuard, AutocastState, autocast, autocast_state, dtype_name};
 
 use super::{half_dtypes, input};
 
@@ -67,9 +65,7 @@ pub fn restored_after_panic<B: Backend>(device: &B::Device) {
         assert_eq!(autocast_state(), AutocastState::Enabled(half));
         assert_eq!(matmul_dtype::<B>(device), DType::from(half));
     }
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        burn_mixed::autocast::no_autocast(|| panic!("failure inside a closure region"))
-    }));
+    let result = catch_unwind(AssertUnwindSafe(|| burn_mixed::autocast::no_autocast(|| panic!("failure inside a closure region"))));
     assert!(result.is_err());
     assert_eq!(autocast_state(), AutocastState::Outside);
 }

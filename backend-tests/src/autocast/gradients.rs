@@ -69,8 +69,7 @@ fn gradients<A: AutodiffBackend>(
     forward: impl Fn(&[Tensor<A, 4>]) -> Tensor<A, 1>,
     shapes: &[[usize; 4]],
 ) -> Vec<Vec<f32>> {
-    let params: Vec<Tensor<A, 4>> =
-        shapes.iter().enumerate().map(|(i, s)| leaf(*s, 10 + i as u64, device)).collect();
+    let params: Vec<Tensor<A, 4>> = shapes.iter().enumerate().map(|(i, s)| leaf(*s, 10 + i as u64, device)).collect();
     let loss = {
         let _region = region.map(|d| AutocastGuard::enable::<A>(device, d).expect("supported"));
         forward(&params)
@@ -172,7 +171,8 @@ pub fn transformer_block_gradients<B: Backend>(device: &B::Device) {
         let v = |i: usize| p[i].clone().reshape([width]);
         let split = |t: Tensor<Mixed<Autodiff<B>>, 3>| t.reshape([batch, seq, heads, width / heads]).swap_dims(1, 2);
         let h = layer_norm(x.clone(), v(0), v(1));
-        let (q, k, val) = (linear(h.clone(), w(2, width, width), None), linear(h.clone(), w(3, width, width), None), linear(h, w(4, width, width), None));
+        let (q, k, val) =
+            (linear(h.clone(), w(2, width, width), None), linear(h.clone(), w(3, width, width), None), linear(h, w(4, width, width), None));
         let att = attention(split(q), split(k), split(val), None, None, AttentionModuleOptions::default());
         let att = att.swap_dims(1, 2).reshape([batch, seq, width]);
         let x = x + linear(att, w(5, width, width), None);
@@ -196,9 +196,8 @@ pub fn cast_cache_reuses_parameter_casts<B: Backend>(device: &B::Device) {
         // A leaf used directly, as `Param::val()` hands it to a module's forward.
         let w: Tensor<A<B>, 2> = leaf([8, 8], 12, device);
         let _region = region.map(|d| AutocastGuard::enable::<A<B>>(device, d).expect("supported"));
-        let outputs: Vec<_> = (0..8)
-            .map(|i| Tensor::<A<B>, 2>::from_data(sample([4, 8], 20 + i), device).matmul(w.clone()).tanh())
-            .collect();
+        let outputs: Vec<_> =
+            (0..8).map(|i| Tensor::<A<B>, 2>::from_data(sample([4, 8], 20 + i), device).matmul(w.clone()).tanh()).collect();
         let grads = Tensor::cat(outputs, 0).powi_scalar(2).sum().backward();
         let g = w.grad(&grads).expect("gradient");
         assert_eq!(g.dtype(), DType::F32);

@@ -14,10 +14,7 @@ use burn::tensor::{DType, FloatDType, Tensor, TensorData, TensorPrimitive};
 
 /// Half dtypes the backend can compute in on `device` (what autocast can target).
 pub fn half_dtypes<B: Backend>(device: &B::Device) -> Vec<FloatDType> {
-    [FloatDType::F16, FloatDType::BF16]
-        .into_iter()
-        .filter(|d| B::supports_dtype(device, DType::from(*d)))
-        .collect()
+    [FloatDType::F16, FloatDType::BF16].into_iter().filter(|d| B::supports_dtype(device, DType::from(*d))).collect()
 }
 
 /// Values in [0.05, 0.95): inside the domain of every op tested (log, acos...).
@@ -26,24 +23,14 @@ pub fn sample<const D: usize>(shape: [usize; D], seed: u64) -> TensorData {
 }
 
 /// A tensor from [`sample`], cast to `dtype`.
-pub fn input<B: Backend, const D: usize>(
-    shape: [usize; D],
-    seed: u64,
-    dtype: FloatDType,
-    device: &B::Device,
-) -> Tensor<B, D> {
+pub fn input<B: Backend, const D: usize>(shape: [usize; D], seed: u64, dtype: FloatDType, device: &B::Device) -> Tensor<B, D> {
     Tensor::<B, D>::from_data(sample(shape, seed), device).cast(dtype)
 }
 
 /// Calls the backend's `layer_norm` (eps 1e-5) directly: it is what burn-nn's `LayerNorm`
 /// reaches, and what the policy runs in f32.
 pub fn layer_norm<B: Backend, const D: usize>(x: Tensor<B, D>, gamma: Tensor<B, 1>, beta: Tensor<B, 1>) -> Tensor<B, D> {
-    let out = B::layer_norm(
-        x.into_primitive().tensor(),
-        gamma.into_primitive().tensor(),
-        Some(beta.into_primitive().tensor()),
-        1e-5,
-    );
+    let out = B::layer_norm(x.into_primitive().tensor(), gamma.into_primitive().tensor(), Some(beta.into_primitive().tensor()), 1e-5);
     Tensor::from_primitive(TensorPrimitive::Float(out))
 }
 

@@ -4,12 +4,10 @@
 use burn::tensor::activation::{log_softmax, prelu, softmax, softmin};
 use burn::tensor::backend::Backend;
 use burn::tensor::module::{
-    attention, conv1d, conv2d, conv3d, conv_transpose1d, conv_transpose2d, conv_transpose3d, ctc_loss,
-    deform_conv2d, interpolate, linear,
+    attention, conv_transpose1d, conv_transpose2d, conv_transpose3d, conv1d, conv2d, conv3d, ctc_loss, deform_conv2d, interpolate, linear,
 };
 use burn::tensor::ops::{
-    AttentionModuleOptions, ConvOptions, ConvTransposeOptions, DeformConvOptions, InterpolateMode,
-    InterpolateOptions,
+    AttentionModuleOptions, ConvOptions, ConvTransposeOptions, DeformConvOptions, InterpolateMode, InterpolateOptions,
 };
 use burn::tensor::{FloatDType, IndexingUpdateOp, Int, Tensor, TensorData, s};
 use burn_mixed::Mixed;

@@ -45,15 +45,9 @@ fn activations_run<B: Backend>(device: &B::Device, out: &mut Outputs) {
 
     for dim in 0..3 {
         out.push(format!("softmax {dim}"), act::softmax(x.clone(), dim));
-        out.push(
-            format!("log_softmax {dim}"),
-            act::log_softmax(x.clone(), dim),
-        );
+        out.push(format!("log_softmax {dim}"), act::log_softmax(x.clone(), dim));
         out.push(format!("softmin {dim}"), act::softmin(x.clone(), dim));
-        out.push(
-            format!("quiet_softmax {dim}"),
-            act::quiet_softmax(x.clone(), dim),
-        );
+        out.push(format!("quiet_softmax {dim}"), act::quiet_softmax(x.clone(), dim));
     }
     out.push("softmax wide logits", act::softmax(wide.clone(), 1));
     out.push("log_softmax wide logits", act::log_softmax(wide.clone(), 1));

@@ -30,16 +30,8 @@ pub struct Mlp<B: Backend> {
 impl<B: Backend> Mlp<B> {
     /// Zero-initialised (no RNG draw); [`fill_params`] gives it its values.
     pub fn new(device: &B::Device) -> Self {
-        let layer = |d_in, d_out| {
-            LinearConfig::new(d_in, d_out)
-                .with_initializer(Initializer::Zeros)
-                .init(device)
-        };
-        Self {
-            input: layer(6, 16),
-            hidden: layer(16, 16),
-            output: layer(16, 3),
-        }
+        let layer = |d_in, d_out| LinearConfig::new(d_in, d_out).with_initializer(Initializer::Zeros).init(device);
+        Self { input: layer(6, 16), hidden: layer(16, 16), output: layer(16, 3) }
     }
 
     pub fn forward(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
@@ -73,9 +65,7 @@ impl<B: Backend> Cnn<B> {
             pool: MaxPool2dConfig::new([2, 2]).init(),
             conv2: conv(4, 4),
             squeeze: AdaptiveAvgPool2dConfig::new([2, 2]).init(),
-            head: LinearConfig::new(16, 3)
-                .with_initializer(Initializer::Zeros)
-                .init(device),
+            head: LinearConfig::new(16, 3).with_initializer(Initializer::Zeros).init(device),
         }
     }
 
@@ -117,10 +107,7 @@ struct RecordParams<'a> {
 
 impl<B: Backend> ModuleVisitor<B> for RecordParams<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        self.out.push(
-            format!("{} parameter {}", self.label, self.index),
-            param.val(),
-        );
+        self.out.push(format!("{} parameter {}", self.label, self.index), param.val());
         self.index += 1;
     }
 }
@@ -134,22 +121,14 @@ struct RecordGrads<'a, A: AutodiffBackend> {
 
 impl<A: AutodiffBackend> ModuleVisitor<A> for RecordGrads<'_, A> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<A, D>>) {
-        let grad = param
-            .val()
-            .grad(self.grads)
-            .unwrap_or_else(|| panic!("parameter {} has no gradient", self.index));
-        self.out
-            .push(format!("gradient of parameter {}", self.index), grad);
+        let grad = param.val().grad(self.grads).unwrap_or_else(|| panic!("parameter {} has no gradient", self.index));
+        self.out.push(format!("gradient of parameter {}", self.index), grad);
         self.index += 1;
     }
 }
 
 fn record_params<B: Backend, M: Module<B>>(label: &str, module: &M, out: &mut Outputs) {
-    module.visit(&mut RecordParams {
-        label,
-        out,
-        index: 0,
-    });
+    module.visit(&mut RecordParams { label, out, index: 0 });
 }
 
 /// MLP: forward, MSE loss, every parameter's gradient, the input's gradient, then one SGD
@@ -170,15 +149,8 @@ pub fn mlp_scenario<A: AutodiffBackend>(device: &A::Device, out: &mut Outputs) {
     out.push("loss", loss.clone());
 
     let grads = loss.backward();
-    model.visit(&mut RecordGrads::<A> {
-        grads: &grads,
-        out,
-        index: 0,
-    });
-    out.push(
-        "input gradient",
-        x.grad(&grads).expect("the input requires grad"),
-    );
+    model.visit(&mut RecordGrads::<A> { grads: &grads, out, index: 0 });
+    out.push("input gradient", x.grad(&grads).expect("the input requires grad"));
 
     let grads = GradientsParams::from_grads(grads, &model);
     let mut optimizer = SgdConfig::new().init::<A, Mlp<A>>();
@@ -207,11 +179,7 @@ pub fn cnn_scenario<A: AutodiffBackend>(device: &A::Device, out: &mut Outputs) {
         out.push(format!("step {step} prediction"), prediction);
         out.push(format!("step {step} loss"), loss.clone());
         let grads = loss.backward();
-        model.visit(&mut RecordGrads::<A> {
-            grads: &grads,
-            out,
-            index: 0,
-        });
+        model.visit(&mut RecordGrads::<A> { grads: &grads, out, index: 0 });
         let grads = GradientsParams::from_grads(grads, &model);
         model = optimizer.step(1e-2, model, grads);
         record_params(&format!("after Adam step {step}"), &model, out);
@@ -230,52 +198,21 @@ pub fn tensor_ops_scenario<A: AutodiffBackend>(device: &A::Device, out: &mut Out
     let w = float_tensor::<A, 2>(device, [5, 3], 502, -1.0, 1.0).require_grad();
     let b = float_tensor::<A, 2>(device, [4, 3], 503, -1.0, 1.0).require_grad();
     let weights = float_tensor::<A, 2>(device, [12, 3], 504, -1.0, 1.0);
-    assert!(
-        x.is_require_grad() && w.is_require_grad(),
-        "require_grad() must be reported"
-    );
-    assert!(
-        !weights.is_require_grad(),
-        "a plain tensor does not require grad"
-    );
+    assert!(x.is_require_grad() && w.is_require_grad(), "require_grad() must be reported");
+    assert!(!weights.is_require_grad(), "a plain tensor does not require grad");
 
     let logits = x.clone().matmul(w.clone());
-    let joined = Tensor::cat(
-        vec![
-            softmax(logits.clone(), 1),
-            log_softmax(logits, 1),
-            b.clone(),
-        ],
-        0,
-    );
+    let joined = Tensor::cat(vec![softmax(logits.clone(), 1), log_softmax(logits, 1), b.clone()], 0);
     let loss = (joined * weights).sum();
     let mut grads = loss.backward();
-    out.push(
-        "softmax/log_softmax/cat/matmul: x gradient",
-        x.grad(&grads).expect("x requires grad"),
-    );
-    out.push(
-        "softmax/log_softmax/cat/matmul: w gradient",
-        w.grad(&grads).expect("w requires grad"),
-    );
-    out.push(
-        "softmax/log_softmax/cat/matmul: b gradient",
-        b.grad(&grads).expect("b requires grad"),
-    );
+    out.push("softmax/log_softmax/cat/matmul: x gradient", x.grad(&grads).expect("x requires grad"));
+    out.push("softmax/log_softmax/cat/matmul: w gradient", w.grad(&grads).expect("w requires grad"));
+    out.push("softmax/log_softmax/cat/matmul: b gradient", b.grad(&grads).expect("b requires grad"));
     let doubled = x.grad(&grads).expect("x requires grad").mul_scalar(2.0);
     x.grad_replace(&mut grads, doubled);
-    out.push(
-        "gradient after grad_replace",
-        x.grad(&grads).expect("replaced, not removed"),
-    );
-    out.push(
-        "grad_remove",
-        w.grad_remove(&mut grads).expect("w has a gradient"),
-    );
-    assert!(
-        w.grad(&grads).is_none(),
-        "grad_remove must take the gradient out"
-    );
+    out.push("gradient after grad_replace", x.grad(&grads).expect("replaced, not removed"));
+    out.push("grad_remove", w.grad_remove(&mut grads).expect("w has a gradient"));
+    assert!(w.grad(&grads).is_none(), "grad_remove must take the gradient out");
 
     // Moving between the autodiff backend and its inner backend, for every kind.
     let inner = x.clone().inner();
@@ -286,10 +223,7 @@ pub fn tensor_ops_scenario<A: AutodiffBackend>(device: &A::Device, out: &mut Out
     out.push("from_inner int", Tensor::<A, 2, Int>::from_inner(n.inner()));
     let p = bool_tensor::<A, 2>(device, [3, 4], 507);
     out.push("inner bool", p.clone().inner());
-    out.push(
-        "from_inner bool",
-        Tensor::<A, 2, Bool>::from_inner(p.inner()),
-    );
+    out.push("from_inner bool", Tensor::<A, 2, Bool>::from_inner(p.inner()));
 
     // A chain of element-wise and reducing ops, each with its own backward rule.
     let pos = float_tensor::<A, 2>(device, [4, 5], 505, 0.5, 2.0).require_grad();
@@ -298,55 +232,29 @@ pub fn tensor_ops_scenario<A: AutodiffBackend>(device: &A::Device, out: &mut Out
         + x.clone().max_dim(1)
         + x.clone().transpose().reshape([4, 5]).abs().cumsum(1);
     let grads = chain.sum().backward();
-    out.push(
-        "element-wise chain: x gradient",
-        x.grad(&grads).expect("x requires grad"),
-    );
-    out.push(
-        "element-wise chain: pos gradient",
-        pos.grad(&grads).expect("pos requires grad"),
-    );
+    out.push("element-wise chain: x gradient", x.grad(&grads).expect("x requires grad"));
+    out.push("element-wise chain: pos gradient", pos.grad(&grads).expect("pos requires grad"));
 
     // Burn's `detach` starts a new leaf that keeps `require_grad`: the gradient reaches the
     // leaf, never the tensor it was detached from.
     let detached = x.clone().detach();
-    let grads = (detached.clone() * w.clone().transpose().slice([0..1, 0..5]))
-        .sum()
-        .backward();
+    let grads = (detached.clone() * w.clone().transpose().slice([0..1, 0..5])).sum().backward();
     assert!(x.grad(&grads).is_none(), "detach() must stop the gradient");
-    out.push(
-        "through detach: other operand's gradient",
-        w.grad(&grads).expect("w requires grad"),
-    );
+    out.push("through detach: other operand's gradient", w.grad(&grads).expect("w requires grad"));
     if let Some(leaf) = detached.grad(&grads) {
         out.push("through detach: the detached leaf's gradient", leaf);
     }
     out.push_value("detached requires grad", detached.is_require_grad() as i64);
     let plain = x.set_require_grad(false);
-    assert!(
-        !plain.is_require_grad(),
-        "set_require_grad(false) must be reported"
-    );
+    assert!(!plain.is_require_grad(), "set_require_grad(false) must be reported");
 }
 
 /// `name`, `ad_enabled`, dtype support and `sync`: what `Mixed` reports about itself.
 pub fn backend_metadata<B: Backend>(device: &B::Device) {
-    assert_eq!(
-        Mixed::<B>::name(device),
-        format!("mixed<{}>", B::name(device))
-    );
-    assert_eq!(
-        Mixed::<Autodiff<B>>::name(device),
-        format!("mixed<{}>", Autodiff::<B>::name(device))
-    );
-    assert!(
-        !B::ad_enabled(device) && !Mixed::<B>::ad_enabled(device),
-        "no autodiff without Autodiff"
-    );
-    assert!(
-        Mixed::<Autodiff<B>>::ad_enabled(device),
-        "Mixed<Autodiff<B>> has autodiff"
-    );
+    assert_eq!(Mixed::<B>::name(device), format!("mixed<{}>", B::name(device)));
+    assert_eq!(Mixed::<Autodiff<B>>::name(device), format!("mixed<{}>", Autodiff::<B>::name(device)));
+    assert!(!B::ad_enabled(device) && !Mixed::<B>::ad_enabled(device), "no autodiff without Autodiff");
+    assert!(Mixed::<Autodiff<B>>::ad_enabled(device), "Mixed<Autodiff<B>> has autodiff");
     let dtypes = [
         DType::F64,
         DType::F32,
@@ -365,24 +273,13 @@ pub fn backend_metadata<B: Backend>(device: &B::Device) {
         DType::Bool(BoolStore::U32),
     ];
     for dtype in dtypes {
-        assert_eq!(
-            Mixed::<B>::supports_dtype(device, dtype),
-            B::supports_dtype(device, dtype),
-            "{dtype:?}"
-        );
-        assert_eq!(
-            Mixed::<B>::dtype_usage(device, dtype),
-            B::dtype_usage(device, dtype),
-            "{dtype:?}"
-        );
+        assert_eq!(Mixed::<B>::supports_dtype(device, dtype), B::supports_dtype(device, dtype), "{dtype:?}");
+        assert_eq!(Mixed::<B>::dtype_usage(device, dtype), B::dtype_usage(device, dtype), "{dtype:?}");
     }
     Mixed::<B>::sync(device).expect("sync through Mixed");
     Mixed::<B>::memory_cleanup(device);
     let doubled = Mixed::<B>::memory_persistent_allocations(device, 21, |n: i32| n * 2);
-    assert_eq!(
-        doubled, 42,
-        "memory_persistent_allocations must run the closure"
-    );
+    assert_eq!(doubled, 42, "memory_persistent_allocations must run the closure");
     let original = TensorData::new(vec![0.5f32, -1.0], [2]);
     let mut staged = [original.clone()];
     Mixed::<B>::staging(staged.iter_mut(), device);

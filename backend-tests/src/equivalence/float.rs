@@ -5,8 +5,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Distribution, FloatDType, IntDType, Scalar, Tensor, TensorData};
 
 use crate::support::{
-    Outputs, equivalent, float_primitive, float_tensor, from_float_primitive, int_tensor, rng_lock,
-    supported_float_dtypes, supported_int_dtypes,
+    Outputs, equivalent, float_primitive, float_tensor, from_float_primitive, int_tensor, rng_lock, supported_float_dtypes,
+    supported_int_dtypes,
 };
 
 /// Records `$x.clone().$op()` under the op's name, for each listed no-argument op.
@@ -27,10 +27,7 @@ fn creation<B: Backend>(device: &B::Device, out: &mut Outputs) {
     out.push("ones", Tensor::<B, 2>::ones([4, 5], device));
     out.push("full", Tensor::<B, 2>::full([4, 5], 2.5, device));
     out.push("eye", Tensor::<B, 2>::eye(4, device));
-    out.push(
-        "from_floats",
-        Tensor::<B, 1>::from_floats([1.0, -2.0, 3.5], device),
-    );
+    out.push("from_floats", Tensor::<B, 1>::from_floats([1.0, -2.0, 3.5], device));
     let x = float_tensor::<B, 2>(device, [4, 5], 1, -2.0, 2.0);
     out.push("from_data", x.clone());
     out.push("zeros_like", x.zeros_like());
@@ -38,80 +35,36 @@ fn creation<B: Backend>(device: &B::Device, out: &mut Outputs) {
     out.push("full_like", x.full_like(-0.75));
     out.push("to_device (same device)", x.clone().to_device(device));
     out.push("detach (no autodiff)", x.clone().detach());
-    out.push(
-        "set_require_grad (no autodiff)",
-        x.clone().set_require_grad(true),
-    );
-    assert_eq!(
-        x.device(),
-        *device,
-        "tensors report the device they were made on"
-    );
+    out.push("set_require_grad (no autodiff)", x.clone().set_require_grad(true));
+    assert_eq!(x.device(), *device, "tensors report the device they were made on");
     // `empty` leaves the values unspecified: only its metadata can be compared.
     let empty = Tensor::<B, 3>::empty([2, 3, 4], device);
-    out.push_value(
-        "empty dtype is the default float dtype",
-        (empty.dtype() == x.dtype()) as i64,
-    );
-    out.push_data(
-        "empty dims",
-        TensorData::new(empty.dims().map(|d| d as i64).to_vec(), [3]),
-    );
+    out.push_value("empty dtype is the default float dtype", (empty.dtype() == x.dtype()) as i64);
+    out.push_data("empty dims", TensorData::new(empty.dims().map(|d| d as i64).to_vec(), [3]));
 
     for dtype in supported_float_dtypes::<B>(device) {
         let options = (device, DType::from(dtype));
-        out.push(
-            format!("zeros {dtype:?}"),
-            Tensor::<B, 2>::zeros([3, 2], options),
-        );
-        out.push(
-            format!("ones {dtype:?}"),
-            Tensor::<B, 2>::ones([3, 2], options),
-        );
-        out.push(
-            format!("full {dtype:?}"),
-            Tensor::<B, 2>::full([3, 2], 0.1, options),
-        );
+        out.push(format!("zeros {dtype:?}"), Tensor::<B, 2>::zeros([3, 2], options));
+        out.push(format!("ones {dtype:?}"), Tensor::<B, 2>::ones([3, 2], options));
+        out.push(format!("full {dtype:?}"), Tensor::<B, 2>::full([3, 2], 0.1, options));
         let data = crate::support::uniform([3, 2], 5, -1.0, 1.0);
-        out.push(
-            format!("from_data {dtype:?}"),
-            Tensor::<B, 2>::from_data(data, options),
-        );
+        out.push(format!("from_data {dtype:?}"), Tensor::<B, 2>::from_data(data, options));
     }
 
     // The seed and the draws that follow it must not interleave with another thread's.
     let _rng = rng_lock();
-    let distributions = [
-        Distribution::Default,
-        Distribution::Uniform(-3.0, 2.0),
-        Distribution::Normal(0.5, 2.0),
-        Distribution::Bernoulli(0.3),
-    ];
+    let distributions =
+        [Distribution::Default, Distribution::Uniform(-3.0, 2.0), Distribution::Normal(0.5, 2.0), Distribution::Bernoulli(0.3)];
     for (i, distribution) in distributions.into_iter().enumerate() {
         B::seed(device, 40 + i as u64);
-        out.push(
-            format!("random {distribution:?}"),
-            Tensor::<B, 2>::random([8, 8], distribution, device),
-        );
+        out.push(format!("random {distribution:?}"), Tensor::<B, 2>::random([8, 8], distribution, device));
     }
     B::seed(device, 7);
-    out.push(
-        "first draw after seed",
-        Tensor::<B, 1>::random([16], Distribution::Default, device),
-    );
-    out.push(
-        "second draw after seed",
-        Tensor::<B, 1>::random([16], Distribution::Default, device),
-    );
-    out.push(
-        "random_like",
-        x.random_like(Distribution::Uniform(0.0, 1.0)),
-    );
+    out.push("first draw after seed", Tensor::<B, 1>::random([16], Distribution::Default, device));
+    out.push("second draw after seed", Tensor::<B, 1>::random([16], Distribution::Default, device));
+    out.push("random_like", x.random_like(Distribution::Uniform(0.0, 1.0)));
     B::seed(device, 8);
-    out.push(
-        "int random",
-        Tensor::<B, 2, burn::tensor::Int>::random([4, 5], Distribution::Uniform(0.0, 10.0), device),
-    );
+    out.push("int random", Tensor::<B, 2, burn::tensor::Int>::random([4, 5], Distribution::Uniform(0.0, 10.0), device));
 }
 
 /// Tensor-tensor, broadcast and tensor-scalar arithmetic, powers and matmul.
@@ -155,10 +108,7 @@ fn arithmetic<B: Backend>(device: &B::Device, out: &mut Outputs) {
     out.push("powi_scalar negative", pos.clone().powi_scalar(-2));
     let exponents = int_tensor::<B, 2>(device, [4, 5], 6, -2, 4);
     let powi = B::float_powi(float_primitive(pos.clone()), exponents.into_primitive());
-    out.push(
-        "float_powi (int exponents)",
-        from_float_primitive::<B, 2>(powi),
-    );
+    out.push("float_powi (int exponents)", from_float_primitive::<B, 2>(powi));
     // The `_impl` variants are what the default `powi_scalar` / `powf_scalar` fall back on;
     // a backend may override either level, so both are called directly.
     let powi = B::float_powi_scalar_impl(float_primitive(x.clone()), Scalar::from(3i64));
@@ -199,10 +149,7 @@ fn unary<B: Backend>(device: &B::Device, out: &mut Outputs) {
     record_each!(
         out,
         x,
-        [
-            exp, abs, sin, cos, tan, tanh, sinh, cosh, asinh, atan, erf, square, round, floor,
-            ceil, trunc, sign, neg, deg2rad, rad2deg,
-        ]
+        [exp, abs, sin, cos, tan, tanh, sinh, cosh, asinh, atan, erf, square, round, floor, ceil, trunc, sign, neg, deg2rad, rad2deg,]
     );
     record_each!(out, pos, [log, log1p, sqrt, recip]);
     out.push("acos", unit.clone().acos());
@@ -220,33 +167,16 @@ fn unary<B: Backend>(device: &B::Device, out: &mut Outputs) {
     out.push("exp then log", x.clone().exp().log());
 
     // Halves check the rounding mode (round half to even) along with everything else.
-    let halves =
-        Tensor::<B, 1>::from_floats([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.49, -3.51], device);
+    let halves = Tensor::<B, 1>::from_floats([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.49, -3.51], device);
     record_each!(out, halves, [round, floor, ceil, trunc, sign]);
 
-    let special = Tensor::<B, 1>::from_floats(
-        [
-            f32::NAN,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            0.0,
-            -0.0,
-            1e-30,
-            1e30,
-            -1.0,
-        ],
-        device,
-    );
+    let special = Tensor::<B, 1>::from_floats([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 0.0, -0.0, 1e-30, 1e30, -1.0], device);
     out.push("is_nan", special.clone().is_nan());
     out.push("is_inf", special.clone().is_inf());
     out.push("is_finite", special.clone().is_finite());
     out.push("contains_nan", special.clone().contains_nan());
     out.push("contains_nan (none)", x.clone().contains_nan());
-    record_each!(
-        out,
-        special,
-        [exp, log, sqrt, recip, abs, sign, neg, tanh, round]
-    );
+    record_each!(out, special, [exp, log, sqrt, recip, abs, sign, neg, tanh, round]);
     out.push("special add_scalar", special.clone().add_scalar(1.0));
     out.push("special mul_scalar", special.mul_scalar(0.0));
 }
@@ -262,10 +192,7 @@ fn dtypes<B: Backend>(device: &B::Device, out: &mut Outputs) {
     let x = float_tensor::<B, 2>(device, [4, 5], 31, -3.0, 3.0);
     let y = float_tensor::<B, 2>(device, [5, 4], 32, -1.0, 1.0);
     let float_dtypes = supported_float_dtypes::<B>(device);
-    assert!(
-        float_dtypes.contains(&FloatDType::F32),
-        "every backend computes in f32"
-    );
+    assert!(float_dtypes.contains(&FloatDType::F32), "every backend computes in f32");
 
     for &from in &float_dtypes {
         let source = x.clone().cast(from);
@@ -275,22 +202,13 @@ fn dtypes<B: Backend>(device: &B::Device, out: &mut Outputs) {
         }
         let other = y.clone().cast(from);
         out.push(format!("{from:?} add"), source.clone().add(source.clone()));
-        out.push(
-            format!("{from:?} mul_scalar"),
-            source.clone().mul_scalar(0.5),
-        );
+        out.push(format!("{from:?} mul_scalar"), source.clone().mul_scalar(0.5));
         out.push(format!("{from:?} matmul"), source.clone().matmul(other));
         out.push(format!("{from:?} exp"), source.clone().exp());
         out.push(format!("{from:?} sum"), source.clone().sum());
         out.push(format!("{from:?} mean_dim"), source.clone().mean_dim(1));
-        out.push(
-            format!("{from:?} softmax"),
-            burn::tensor::activation::softmax(source.clone(), 1),
-        );
-        out.push(
-            format!("{from:?} greater_elem"),
-            source.clone().greater_elem(0.5),
-        );
+        out.push(format!("{from:?} softmax"), burn::tensor::activation::softmax(source.clone(), 1));
+        out.push(format!("{from:?} greater_elem"), source.clone().greater_elem(0.5));
         out.push(format!("{from:?} into int"), source.int());
     }
     for dtype in supported_int_dtypes::<B>(device) {
@@ -301,8 +219,5 @@ fn dtypes<B: Backend>(device: &B::Device, out: &mut Outputs) {
         out.push(format!("float -> {dtype:?}"), x.clone().cast(dtype));
     }
     let doubles = TensorData::new(vec![0.1f64, -2.75, 1e-8, 3.0e5], [2, 2]);
-    out.push(
-        "f64 data into the default dtype",
-        Tensor::<B, 2>::from_data(doubles, device),
-    );
+    out.push("f64 data into the default dtype", Tensor::<B, 2>::from_data(doubles, device));
 }

@@ -45,14 +45,8 @@ fn reductions<B: Backend>(device: &B::Device, out: &mut Outputs) {
         out.push(format!("var {dim}"), x.clone().var(dim));
         out.push(format!("var_bias {dim}"), x.clone().var_bias(dim));
         out.push(format!("median {dim}"), x.clone().median(dim));
-        out.push(
-            format!("any_dim {dim}"),
-            x.clone().greater_elem(1.5).float().any_dim(dim),
-        );
-        out.push(
-            format!("all_dim {dim}"),
-            x.clone().greater_elem(-1.5).float().all_dim(dim),
-        );
+        out.push(format!("any_dim {dim}"), x.clone().greater_elem(1.5).float().any_dim(dim));
+        out.push(format!("all_dim {dim}"), x.clone().greater_elem(-1.5).float().all_dim(dim));
     }
     out.push("sum_dims", cube.clone().sum_dims(&[0, 2]));
     out.push("mean_dims", cube.clone().mean_dims(&[1, 2]));
@@ -82,15 +76,9 @@ fn shape_ops<B: Backend>(device: &B::Device, out: &mut Outputs) {
     out.push("reshape inferred", cube.clone().reshape([-1, 4]));
     out.push("flatten", cube.clone().flatten::<2>(1, 2));
     out.push("unsqueeze_dim", x.clone().unsqueeze_dim::<3>(1));
-    out.push(
-        "squeeze_dim",
-        x.clone().unsqueeze_dim::<3>(0).squeeze_dim::<2>(0),
-    );
+    out.push("squeeze_dim", x.clone().unsqueeze_dim::<3>(0).squeeze_dim::<2>(0));
     out.push("transpose", x.clone().transpose());
-    out.push(
-        "transpose then add",
-        x.clone().transpose() + y.clone().transpose(),
-    );
+    out.push("transpose then add", x.clone().transpose() + y.clone().transpose());
     out.push("swap_dims", cube.clone().swap_dims(0, 2));
     out.push("permute", cube.clone().permute([2, 0, 1]));
     out.push("movedim", cube.clone().movedim(0, 2));
@@ -116,18 +104,9 @@ fn shape_ops<B: Backend>(device: &B::Device, out: &mut Outputs) {
     out.push("repeat", x.clone().repeat(&[2, 3]));
     out.push("repeat_dim", x.clone().repeat_dim(0, 3));
     out.push("cat dim 0", Tensor::cat(vec![x.clone(), y.clone()], 0));
-    out.push(
-        "cat dim 1",
-        Tensor::cat(vec![x.clone(), y.clone(), x.clone()], 1),
-    );
-    out.push(
-        "stack dim 0",
-        Tensor::stack::<3>(vec![x.clone(), y.clone()], 0),
-    );
-    out.push(
-        "stack dim 2",
-        Tensor::stack::<3>(vec![x.clone(), y.clone()], 2),
-    );
+    out.push("cat dim 1", Tensor::cat(vec![x.clone(), y.clone(), x.clone()], 1));
+    out.push("stack dim 0", Tensor::stack::<3>(vec![x.clone(), y.clone()], 0));
+    out.push("stack dim 2", Tensor::stack::<3>(vec![x.clone(), y.clone()], 2));
     out.push("unfold", x.clone().unfold::<3, _>(1, 2, 1));
     out.push("unfold step 2", cube.clone().unfold::<4, _>(2, 2, 2));
     out.push("roll_dim", x.clone().roll_dim(2, 1));
@@ -154,48 +133,27 @@ fn indexing<B: Backend>(device: &B::Device, out: &mut Outputs) {
     out.push("gather dim 0", x.clone().gather(0, rows.clone()));
     out.push("gather dim 1", x.clone().gather(1, cols.clone()));
     // Indices repeat, so `Add` accumulates several values into one slot.
-    out.push(
-        "scatter add dim 0",
-        x.clone()
-            .scatter(0, rows, values.clone(), IndexingUpdateOp::Add),
-    );
+    out.push("scatter add dim 0", x.clone().scatter(0, rows, values.clone(), IndexingUpdateOp::Add));
     let partial = float_tensor::<B, 2>(device, [4, 3], 66, -2.0, 2.0);
-    out.push(
-        "scatter add dim 1",
-        x.clone().scatter(1, cols, partial, IndexingUpdateOp::Add),
-    );
+    out.push("scatter add dim 1", x.clone().scatter(1, cols, partial, IndexingUpdateOp::Add));
 
     let picks = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![3i64, 0, 3, 1], [4]), device);
     out.push("select dim 0", x.clone().select(0, picks.clone()));
     out.push("select dim 1", x.clone().select(1, picks.clone()));
     let rows_in = float_tensor::<B, 2>(device, [4, 5], 67, -1.0, 1.0);
-    out.push(
-        "select_assign add",
-        x.clone()
-            .select_assign(0, picks.clone(), rows_in, IndexingUpdateOp::Add),
-    );
+    out.push("select_assign add", x.clone().select_assign(0, picks.clone(), rows_in, IndexingUpdateOp::Add));
     let take_indices = int_tensor::<B, 2>(device, [2, 3], 68, 0, 5);
     out.push("take", x.clone().take::<2, 3>(1, take_indices));
 
-    out.push(
-        "mask_where",
-        x.clone().mask_where(mask.clone(), values.clone()),
-    );
+    out.push("mask_where", x.clone().mask_where(mask.clone(), values.clone()));
     out.push("mask_fill", x.clone().mask_fill(mask.clone(), -7.5));
-    out.push(
-        "mask_fill broadcast row",
-        x.clone().mask_fill(mask.slice([0..1, 0..5]), 3.0),
-    );
+    out.push("mask_fill broadcast row", x.clone().mask_fill(mask.slice([0..1, 0..5]), 3.0));
 
     // Rows (0, 1) and (3, 4) of a [4, 5] tensor are addressed by pairs of coordinates.
-    let pairs =
-        Tensor::<B, 2, Int>::from_data(TensorData::new(vec![0i64, 1, 3, 4, 0, 1], [3, 2]), device);
+    let pairs = Tensor::<B, 2, Int>::from_data(TensorData::new(vec![0i64, 1, 3, 4, 0, 1], [3, 2]), device);
     out.push("gather_nd", x.clone().gather_nd::<2, 1>(pairs.clone()));
     let updates = float_tensor::<B, 1>(device, [3], 70, -1.0, 1.0);
-    out.push(
-        "scatter_nd add",
-        x.clone().scatter_nd(pairs, updates, IndexingUpdateOp::Add),
-    );
+    out.push("scatter_nd add", x.clone().scatter_nd(pairs, updates, IndexingUpdateOp::Add));
     let labels = int_tensor::<B, 1>(device, [6], 69, 0, 4);
     out.push("one_hot", labels.float().one_hot::<2>(4));
 }
@@ -203,22 +161,15 @@ fn indexing<B: Backend>(device: &B::Device, out: &mut Outputs) {
 /// Comparisons with tensors and scalars, closeness, and sorting / top-k.
 pub fn float_compare_sort<B: Backend>(device: &B::Device) {
     // Flex 0.21 leaves `float_argtopk` unimplemented (it panics); other backends run it.
-    let argtopk = bare_supports::<B, _>(device, "float argtopk", || {
-        float_tensor::<B, 2>(device, [2, 3], 0, -1.0, 1.0)
-            .argtopk(1, 1)
-            .into_data()
-    });
+    let argtopk =
+        bare_supports::<B, _>(device, "float argtopk", || float_tensor::<B, 2>(device, [2, 3], 0, -1.0, 1.0).argtopk(1, 1).into_data());
     equivalent!("float_compare_sort", device, compare_sort::<B>(argtopk));
 }
 
 fn compare_sort<B: Backend>(device: &B::Device, out: &mut Outputs, argtopk: bool) {
     // Rounded to a coarse grid so that ties and equalities actually occur.
-    let x = float_tensor::<B, 2>(device, [4, 5], 71, -2.0, 2.0)
-        .mul_scalar(2.0)
-        .round();
-    let y = float_tensor::<B, 2>(device, [4, 5], 72, -2.0, 2.0)
-        .mul_scalar(2.0)
-        .round();
+    let x = float_tensor::<B, 2>(device, [4, 5], 71, -2.0, 2.0).mul_scalar(2.0).round();
+    let y = float_tensor::<B, 2>(device, [4, 5], 72, -2.0, 2.0).mul_scalar(2.0).round();
     let smooth = float_tensor::<B, 2>(device, [4, 5], 73, -2.0, 2.0);
 
     out.push("equal", x.clone().equal(y.clone()));
@@ -234,35 +185,20 @@ fn compare_sort<B: Backend>(device: &B::Device, out: &mut Outputs, argtopk: bool
     out.push("lower_elem", x.clone().lower_elem(-0.5));
     out.push("lower_equal_elem", x.clone().lower_equal_elem(-1.0));
     let nudged = smooth.clone().add_scalar(1e-7);
-    out.push(
-        "is_close",
-        smooth.clone().is_close(nudged.clone(), None, None),
-    );
-    out.push_value(
-        "all_close",
-        smooth.clone().all_close(nudged, None, None) as i64,
-    );
+    out.push("is_close", smooth.clone().is_close(nudged.clone(), None, None));
+    out.push_value("all_close", smooth.clone().all_close(nudged, None, None) as i64);
 
     for dim in 0..2 {
         out.push(format!("sort {dim}"), smooth.clone().sort(dim));
-        out.push(
-            format!("sort_descending {dim}"),
-            smooth.clone().sort_descending(dim),
-        );
+        out.push(format!("sort_descending {dim}"), smooth.clone().sort_descending(dim));
         let (values, indices) = smooth.clone().sort_with_indices(dim);
         out.push(format!("sort_with_indices {dim} values"), values);
         out.push(format!("sort_with_indices {dim} indices"), indices);
         let (values, indices) = smooth.clone().sort_descending_with_indices(dim);
         out.push(format!("sort_descending_with_indices {dim} values"), values);
-        out.push(
-            format!("sort_descending_with_indices {dim} indices"),
-            indices,
-        );
+        out.push(format!("sort_descending_with_indices {dim} indices"), indices);
         out.push(format!("argsort {dim}"), smooth.clone().argsort(dim));
-        out.push(
-            format!("argsort_descending {dim}"),
-            smooth.clone().argsort_descending(dim),
-        );
+        out.push(format!("argsort_descending {dim}"), smooth.clone().argsort_descending(dim));
         out.push(format!("topk {dim}"), smooth.clone().topk(2, dim));
         if argtopk {
             out.push(format!("argtopk {dim}"), smooth.clone().argtopk(2, dim));

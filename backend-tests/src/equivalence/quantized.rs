@@ -6,9 +6,7 @@
 //! printed, and every op it can run must give the same bytes through `Mixed`.
 
 use burn::tensor::backend::Backend;
-use burn::tensor::quantization::{
-    Calibration, QTensorPrimitive, QuantScheme, compute_q_params, compute_range,
-};
+use burn::tensor::quantization::{Calibration, QTensorPrimitive, QuantScheme, compute_q_params, compute_range};
 use burn::tensor::{Int, Tensor, TensorData};
 use burn_mixed::Mixed;
 
@@ -56,8 +54,7 @@ fn quant_op<B: Backend>(op: usize, device: &B::Device) -> TensorData {
         4 => q.transpose().dequantize().into_data(),
         5 => q.slice([1..3, 2..6]).dequantize().into_data(),
         6 => {
-            let other =
-                float_tensor::<B, 2>(device, [4, 8], 192, -2.0, 2.0).quantize_dynamic(&scheme);
+            let other = float_tensor::<B, 2>(device, [4, 8], 192, -2.0, 2.0).quantize_dynamic(&scheme);
             q.add(other).dequantize().into_data()
         }
         7 => q.mul_scalar(0.5).dequantize().into_data(),
@@ -67,8 +64,7 @@ fn quant_op<B: Backend>(op: usize, device: &B::Device) -> TensorData {
         }
         9 => q.permute([1, 0]).flip([0]).dequantize().into_data(),
         10 => {
-            let picks =
-                Tensor::<B, 1, Int>::from_data(TensorData::new(vec![3i64, 0, 3], [3]), device);
+            let picks = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![3i64, 0, 3], [3]), device);
             q.select(0, picks).dequantize().into_data()
         }
         11 => Tensor::cat(vec![q.clone(), q], 1).dequantize().into_data(),
@@ -91,24 +87,15 @@ pub fn quantized<B: Backend>(device: &B::Device) {
     for (op, name) in QUANT_OPS.iter().enumerate() {
         match probe(|| quant_op::<B>(op, device)) {
             Ok(_) => supported.push(op),
-            Err(reason) => println!(
-                "quantized on {}: skipping `{name}`: the bare backend panics with {:?}: {reason}",
-                B::name(device),
-                scheme::<B>()
-            ),
+            Err(reason) => {
+                println!("quantized on {}: skipping `{name}`: the bare backend panics with {:?}: {reason}", B::name(device), scheme::<B>())
+            }
         }
     }
     if supported.is_empty() {
-        println!(
-            "quantized on {}: skipped, no quantized op runs on the bare backend",
-            B::name(device)
-        );
+        println!("quantized on {}: skipped, no quantized op runs on the bare backend", B::name(device));
         return;
     }
-    assert_eq!(
-        scheme::<B>(),
-        scheme::<Mixed<B>>(),
-        "Mixed must report its inner backend's scheme"
-    );
+    assert_eq!(scheme::<B>(), scheme::<Mixed<B>>(), "Mixed must report its inner backend's scheme");
     equivalent!("quantized", device, quantized_run::<B>(&supported));
 }

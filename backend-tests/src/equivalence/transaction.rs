@@ -6,17 +6,12 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Transaction, activation};
 use burn_mixed::Mixed;
 
-use crate::support::{
-    Outputs, assert_bitwise_eq, bare_supports, bool_tensor, equivalent, float_tensor, int_tensor,
-    to_mixed,
-};
+use crate::support::{Outputs, assert_bitwise_eq, bare_supports, bool_tensor, equivalent, float_tensor, int_tensor, to_mixed};
 
 /// Batched reads through `Transaction`, compared across backends and with direct reads.
 pub fn transactions<B: Backend>(device: &B::Device) {
     // CubeCL backends (Wgpu) 0.21 panic on a transaction with nothing registered.
-    let empty = bare_supports::<B, _>(device, "empty transaction", || {
-        Transaction::<B>::default().execute()
-    });
+    let empty = bare_supports::<B, _>(device, "empty transaction", || Transaction::<B>::default().execute());
     equivalent!("transactions", device, transactions_run::<B>(empty));
     moved_tensors_read_the_same::<B>(device);
 }
@@ -29,13 +24,7 @@ fn transactions_run<B: Backend>(device: &B::Device, out: &mut Outputs, empty: bo
     let p = bool_tensor::<B, 2>(device, [3, 3], 203);
     let tensors = (x.clone(), y.clone(), n.clone(), p.clone());
 
-    let read = Transaction::default()
-        .register(x)
-        .register(y)
-        .register(n)
-        .register(p)
-        .register(tensors.0.clone().argmax(1))
-        .execute();
+    let read = Transaction::default().register(x).register(y).register(n).register(p).register(tensors.0.clone().argmax(1)).execute();
     assert_eq!(read.len(), 5, "one TensorData per registered tensor");
     let labels = ["float", "pending float", "int", "bool", "argmax"];
     for (label, data) in labels.iter().zip(&read) {
@@ -44,26 +33,10 @@ fn transactions_run<B: Backend>(device: &B::Device, out: &mut Outputs, empty: bo
 
     // Within one backend a transaction must agree with plain reads.
     let (x, y, n, p) = tensors;
-    assert_bitwise_eq(
-        "transaction vs into_data: float",
-        read[0].clone(),
-        x.into_data(),
-    );
-    assert_bitwise_eq(
-        "transaction vs into_data: pending float",
-        read[1].clone(),
-        y.into_data(),
-    );
-    assert_bitwise_eq(
-        "transaction vs into_data: int",
-        read[2].clone(),
-        n.into_data(),
-    );
-    assert_bitwise_eq(
-        "transaction vs into_data: bool",
-        read[3].clone(),
-        p.into_data(),
-    );
+    assert_bitwise_eq("transaction vs into_data: float", read[0].clone(), x.into_data());
+    assert_bitwise_eq("transaction vs into_data: pending float", read[1].clone(), y.into_data());
+    assert_bitwise_eq("transaction vs into_data: int", read[2].clone(), n.into_data());
+    assert_bitwise_eq("transaction vs into_data: bool", read[3].clone(), p.into_data());
 
     if empty {
         let read = Transaction::<B>::default().execute();

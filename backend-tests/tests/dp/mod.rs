@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+use backend_tests::support::uniform;
 use burn::backend::wgpu::WgpuDevice;
 use burn::backend::{Autodiff, Wgpu};
 use burn::module::{Module, ModuleVisitor, Param};
@@ -15,7 +16,6 @@ use burn::nn::{Linear, Relu};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn_mixed::Mixed;
-use backend_tests::support::uniform;
 
 pub type Train = Mixed<Autodiff<Wgpu>>;
 pub type Inner = <Train as AutodiffBackend>::InnerBackend;
