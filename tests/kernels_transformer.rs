@@ -263,8 +263,8 @@ fn softmax_kernel_rounds_once_from_f32() {
         let want = softmax_reference(&scores, n);
         for dtype in HALVES {
             let input = Tensor::<Flex, 2>::from_data(TensorData::new(scores.clone(), [rows, n]), &Default::default());
-            let out =
-                <Flex as HostKernels>::half_softmax(input.into_primitive().tensor(), dtype).unwrap_or_else(|_| panic!("{dtype:?}: taken"));
+            let out = <Flex as HostKernels>::half_softmax((input.into_primitive().tensor(), dtype))
+                .unwrap_or_else(|_| panic!("{dtype:?}: taken"));
             let out = Tensor::<Flex, 2>::from_primitive(TensorPrimitive::Float(out));
             assert_eq!(out.dtype(), DType::from(dtype));
             let got = read(out);
@@ -296,7 +296,7 @@ fn softmax_backward_kernel_matches_f64() {
         for dtype in HALVES {
             let (p, g) = (round_to(want_p.clone(), dtype), values(rows * n, 421, dtype));
             let half = |v: &[f64]| tensor::<Flex, 2>(v, [rows, n], dtype, &Default::default()).into_primitive().tensor();
-            let out = <Flex as HostKernels>::half_softmax_backward(half(&p), half(&g)).unwrap_or_else(|_| panic!("{dtype:?}: taken"));
+            let out = <Flex as HostKernels>::half_softmax_backward((half(&p), half(&g))).unwrap_or_else(|_| panic!("{dtype:?}: taken"));
             let out = Tensor::<Flex, 2>::from_primitive(TensorPrimitive::Float(out));
             assert_eq!(out.dtype(), DType::F32);
             let got = read(out);

@@ -11,7 +11,7 @@
 use burn::tensor::backend::{Backend, get_device_settings};
 use burn::tensor::ops::{BoolTensor, FloatTensor};
 
-use super::AttentionArgs;
+use super::hooks::AttentionArgs;
 use burn::tensor::{FloatDType, Shape, TensorMetadata};
 
 /// `softmax(q @ k^T * scale (+ masks, bias)) @ v` for `[batch, heads, seq, head_dim]`

@@ -15,7 +15,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{FloatDType, TensorMetadata};
 
-use super::{BinaryOp, CastArgs, Composed, Conv2dArgs, HostKernels, LayerNormArgs, LayerNormGradArgs, LinearArgs, MatmulArgs};
+use super::{BinaryArgs, BinaryOp, CastArgs, Composed, Conv2dArgs, HostKernels, LayerNormArgs, LayerNormGradArgs, LinearArgs, TensorPair};
 use burn::tensor::Shape;
 use burn::tensor::backend::Backend;
 
@@ -27,12 +27,12 @@ fn transpose_last<B: HostKernels>(t: FloatTensor<B>) -> FloatTensor<B> {
 
 /// A cast on the kernels, or on the inner backend when they decline.
 fn cast_or_inner<B: HostKernels>(tensor: FloatTensor<B>, dtype: FloatDType) -> FloatTensor<B> {
-    B::half_cast(tensor, dtype).unwrap_or_else(|(tensor, dtype)| B::float_cast(tensor, dtype))
+    B::half_cast((tensor, dtype)).unwrap_or_else(|(tensor, dtype)| B::float_cast(tensor, dtype))
 }
 
 /// `lhs @ rhs` on the kernels, or on the inner backend when they decline.
 fn matmul_or_inner<B: HostKernels>(lhs: FloatTensor<B>, rhs: FloatTensor<B>) -> FloatTensor<B> {
-    B::half_matmul(lhs, rhs).unwrap_or_else(|(lhs, rhs)| B::float_matmul(lhs, rhs))
+    B::half_matmul((lhs, rhs)).unwrap_or_else(|(lhs, rhs)| B::float_matmul(lhs, rhs))
 }
 
 #[derive(Debug)]
@@ -241,7 +241,7 @@ impl<B: HostKernels> Backward<B, 1> for HalfRelu {
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let output = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            B::half_relu_backward(output, grad).unwrap_or_else(|(output, grad)| B::relu_backward(output, grad))
+            B::half_relu_backward((output, grad)).unwrap_or_else(|(output, grad)| B::relu_backward(output, grad))
         });
     }
 }
@@ -256,7 +256,7 @@ impl<B: HostKernels> Backward<B, 1> for HalfGelu {
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let x = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            B::half_gelu_backward(x, grad).unwrap_or_else(|(x, grad)| B::gelu_backward(x, grad))
+            B::half_gelu_backward((x, grad)).unwrap_or_else(|(x, grad)| B::gelu_backward(x, grad))
         });
     }
 }
@@ -313,7 +313,7 @@ impl<B: HostKernels> Backward<B, 1> for HalfCast {
 
 /// `lhs op rhs` on the kernels, or on the inner backend when they decline.
 fn binary_or_inner<B: HostKernels>(lhs: FloatTensor<B>, rhs: FloatTensor<B>, op: BinaryOp) -> FloatTensor<B> {
-    B::half_binary(lhs, rhs, op).unwrap_or_else(|(lhs, rhs)| match op {
+    B::half_binary((lhs, rhs, op)).unwrap_or_else(|(lhs, rhs, op)| match op {
         BinaryOp::Add => B::float_add(lhs, rhs),
         BinaryOp::Mul => B::float_mul(lhs, rhs),
     })
@@ -377,7 +377,7 @@ impl<B: HostKernels> Backward<B, 1> for HalfSoftmax {
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let p = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |g| {
-            B::half_softmax_backward(p, g).unwrap_or_else(|(p, g)| {
+            B::half_softmax_backward((p, g)).unwrap_or_else(|(p, g)| {
                 // The same formula on the inner backend's ops, in f32 (a row masked whole
                 // sums to 0, and its zeros stay zeros: the sum is clamped above 0).
                 let (p, g) = (cast_or_inner::<B>(p, FloatDType::F32), cast_or_inner::<B>(g, FloatDType::F32));
@@ -443,14 +443,9 @@ impl<B: HostKernels, const N: usize> Backward<B, N> for HalfLayerNorm {
 }
 
 impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
-    fn half_layer_norm(
-        x: FloatTensor<Self>,
-        gamma: FloatTensor<Self>,
-        beta: Option<FloatTensor<Self>>,
-        epsilon: f64,
-    ) -> Result<FloatTensor<Self>, LayerNormArgs<Self>> {
+    fn half_layer_norm((x, gamma, beta, epsilon): LayerNormArgs<Self>) -> Result<FloatTensor<Self>, LayerNormArgs<Self>> {
         let inner_beta = beta.as_ref().map(|b| b.primitive.clone());
-        let out = match B::half_layer_norm(x.primitive.clone(), gamma.primitive.clone(), inner_beta, epsilon) {
+        let out = match B::half_layer_norm((x.primitive.clone(), gamma.primitive.clone(), inner_beta, epsilon)) {
             Ok(out) => out,
             Err(_) => return Err((x, gamma, beta, epsilon)),
         };
@@ -458,18 +453,18 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
         Ok(track_optional_third::<B, C, _, _>(HalfLayerNorm, [&x, &gamma], beta.as_ref(), state, out))
     }
 
-    fn half_softmax(scores: FloatTensor<Self>, dtype: FloatDType) -> Result<FloatTensor<Self>, CastArgs<Self>> {
-        let out = match B::half_softmax(scores.primitive.clone(), dtype) {
+    fn half_softmax((scores, dtype): CastArgs<Self>) -> Result<FloatTensor<Self>, CastArgs<Self>> {
+        let out = match B::half_softmax((scores.primitive.clone(), dtype)) {
             Ok(out) => out,
             Err(_) => return Err((scores, dtype)),
         };
         Ok(track::<B, C, _, 1>(HalfSoftmax, [&scores], out.clone(), out))
     }
 
-    fn half_binary(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>, op: BinaryOp) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
-        let out = match B::half_binary(lhs.primitive.clone(), rhs.primitive.clone(), op) {
+    fn half_binary((lhs, rhs, op): BinaryArgs<Self>) -> Result<FloatTensor<Self>, BinaryArgs<Self>> {
+        let out = match B::half_binary((lhs.primitive.clone(), rhs.primitive.clone(), op)) {
             Ok(out) => out,
-            Err(_) => return Err((lhs, rhs)),
+            Err(_) => return Err((lhs, rhs, op)),
         };
         let factor =
             |t: &FloatTensor<Self>, other: &FloatTensor<Self>| (op == BinaryOp::Mul && other.is_tracked()).then(|| t.primitive.clone());
@@ -499,14 +494,9 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
         Ok(track::<B, C, _, 1>(HalfGelu, [&tensor], tensor.primitive.clone(), out))
     }
 
-    fn half_conv2d(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: Option<FloatTensor<Self>>,
-        options: ConvOptions<2>,
-    ) -> Result<FloatTensor<Self>, Conv2dArgs<Self>> {
+    fn half_conv2d((x, weight, bias, options): Conv2dArgs<Self>) -> Result<FloatTensor<Self>, Conv2dArgs<Self>> {
         let inner_bias = bias.as_ref().map(|b| b.primitive.clone());
-        let out = match B::half_conv2d(x.primitive.clone(), weight.primitive.clone(), inner_bias.clone(), options.clone()) {
+        let out = match B::half_conv2d((x.primitive.clone(), weight.primitive.clone(), inner_bias.clone(), options.clone())) {
             Ok(out) => out,
             Err(_) => return Err((x, weight, bias, options)),
         };
@@ -514,16 +504,16 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
         Ok(track_optional_third::<B, C, _, _>(HalfConv2d, [&x, &weight], bias.as_ref(), state, out))
     }
 
-    fn half_cast(tensor: FloatTensor<Self>, dtype: FloatDType) -> Result<FloatTensor<Self>, CastArgs<Self>> {
-        let out = match B::half_cast(tensor.primitive.clone(), dtype) {
+    fn half_cast((tensor, dtype): CastArgs<Self>) -> Result<FloatTensor<Self>, CastArgs<Self>> {
+        let out = match B::half_cast((tensor.primitive.clone(), dtype)) {
             Ok(out) => out,
             Err(_) => return Err((tensor, dtype)),
         };
         Ok(track::<B, C, _, 1>(HalfCast, [&tensor], FloatDType::from(tensor.dtype()), out))
     }
 
-    fn half_matmul(lhs: FloatTensor<Self>, rhs: FloatTensor<Self>) -> Result<FloatTensor<Self>, MatmulArgs<Self>> {
-        match B::half_matmul(lhs.primitive.clone(), rhs.primitive.clone()) {
+    fn half_matmul((lhs, rhs): TensorPair<Self>) -> Result<FloatTensor<Self>, TensorPair<Self>> {
+        match B::half_matmul((lhs.primitive.clone(), rhs.primitive.clone())) {
             Ok(out) => {
                 let shapes = [lhs.shape(), rhs.shape()];
                 Ok(record::<B, C, _, 2>(HalfMatmul, [&lhs, &rhs], |l, r| (l, r, shapes), out))
@@ -532,13 +522,9 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
         }
     }
 
-    fn half_linear(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: Option<FloatTensor<Self>>,
-    ) -> Result<FloatTensor<Self>, LinearArgs<Self>> {
+    fn half_linear((x, weight, bias): LinearArgs<Self>) -> Result<FloatTensor<Self>, LinearArgs<Self>> {
         let inner_bias = bias.as_ref().map(|b| b.primitive.clone());
-        let out = match B::half_linear(x.primitive.clone(), weight.primitive.clone(), inner_bias) {
+        let out = match B::half_linear((x.primitive.clone(), weight.primitive.clone(), inner_bias)) {
             Ok(out) => out,
             Err(_) => return Err((x, weight, bias)),
         };

@@ -150,7 +150,7 @@ fn softmax_backward_rows_sum_to_zero() {
                 ),
                 &device,
             );
-            let p = <Flex as HostKernels>::half_softmax(scores.into_primitive().tensor(), dtype)
+            let p = <Flex as HostKernels>::half_softmax((scores.into_primitive().tensor(), dtype))
                 .unwrap_or_else(|_| panic!("the kernel takes f32 scores"));
             let g = Tensor::<Flex, 2>::from_data(
                 burn::tensor::TensorData::new(
@@ -160,7 +160,7 @@ fn softmax_backward_rows_sum_to_zero() {
                 &device,
             )
             .cast(dtype);
-            let out = <Flex as HostKernels>::half_softmax_backward(p, g.into_primitive().tensor())
+            let out = <Flex as HostKernels>::half_softmax_backward((p, g.into_primitive().tensor()))
                 .unwrap_or_else(|_| panic!("the kernel takes half rows"));
             let values = Tensor::<Flex, 2>::from_primitive(TensorPrimitive::Float(out)).into_data().to_vec::<f32>().expect("f32");
             // f32's own rounding of `n` terms of at most max|g| (the gradients are below 1):

@@ -5,25 +5,24 @@
 //! not broadcast, a linear layer's input whose leading dimensions do not collapse to one
 //! stride) are handed back to Flex, which then computes them as it always does.
 
-use burn::backend::Flex;
-use core::mem::MaybeUninit;
+mod conv;
+mod products;
 
+use burn::backend::Flex;
 use burn::backend::flex::ops::unary::erf_f32;
 use burn::backend::flex::{FlexTensor, Layout};
-use burn::tensor::Bytes;
-use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, FloatDType, Shape, bf16, f16};
-
-use super::elementwise;
-use super::flex_conv;
-use super::gemm::{self, Half, View};
-use super::layer_norm as norm;
-use super::softmax;
-use super::{BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, HostKernels, LayerNormArgs, LayerNormGradArgs, LinearArgs, MatmulArgs, count};
 use burn::tensor::ops::ModuleOps;
+use burn::tensor::{Bytes, DType, FloatDType, Shape, bf16, f16};
+
+use crate::kernels::cpu::{self, Half, Out, convert, elementwise, layer_norm as norm, softmax};
+use crate::kernels::{
+    BinaryArgs, BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, HostKernels, LayerNormArgs, LayerNormGradArgs, LinearArgs, TensorPair,
+    count,
+};
+use products::{linear, matmul, sum_to_last};
 
 impl HostKernels for Flex {
-    fn half_matmul(lhs: FlexTensor, rhs: FlexTensor) -> Result<FlexTensor, MatmulArgs<Flex>> {
+    fn half_matmul((lhs, rhs): TensorPair<Flex>) -> Result<FlexTensor, TensorPair<Flex>> {
         match (lhs.dtype(), rhs.dtype()) {
             (DType::BF16, DType::BF16) => matmul::<bf16>(lhs, rhs),
             (DType::F16, DType::F16) => matmul::<f16>(lhs, rhs),
@@ -31,7 +30,7 @@ impl HostKernels for Flex {
         }
     }
 
-    fn half_linear(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> Result<FlexTensor, LinearArgs<Flex>> {
+    fn half_linear((x, weight, bias): LinearArgs<Flex>) -> Result<FlexTensor, LinearArgs<Flex>> {
         let same = |t: &FlexTensor| t.dtype() == x.dtype();
         if !same(&weight) || !bias.as_ref().is_none_or(same) {
             return Err((x, weight, bias));
@@ -63,7 +62,7 @@ impl HostKernels for Flex {
         out.inspect(|_| count(|c| &mut c.relu))
     }
 
-    fn half_relu_backward(output: FlexTensor, grad: FlexTensor) -> Result<FlexTensor, MatmulArgs<Flex>> {
+    fn half_relu_backward((output, grad): TensorPair<Flex>) -> Result<FlexTensor, TensorPair<Flex>> {
         let result = match (output.dtype(), grad.dtype()) {
             (DType::BF16, DType::BF16) => binary_bits::<bf16>(&output, &grad, |o, g| relu_grad_bits(o, g, 0x7f80)),
             (DType::F16, DType::F16) => binary_bits::<f16>(&output, &grad, |o, g| relu_grad_bits(o, g, 0x7c00)),
@@ -81,7 +80,7 @@ impl HostKernels for Flex {
         out.inspect(|_| count(|c| &mut c.gelu)).ok_or(tensor)
     }
 
-    fn half_gelu_backward(x: FlexTensor, grad: FlexTensor) -> Result<FlexTensor, MatmulArgs<Flex>> {
+    fn half_gelu_backward((x, grad): TensorPair<Flex>) -> Result<FlexTensor, TensorPair<Flex>> {
         let result = match (x.dtype(), grad.dtype()) {
             (DType::BF16, DType::BF16) => binary_f32::<bf16>(&x, &grad, gelu_grad),
             (DType::F16, DType::F16) => binary_f32::<f16>(&x, &grad, gelu_grad),
@@ -90,37 +89,32 @@ impl HostKernels for Flex {
         result.inspect(|_| count(|c| &mut c.gelu_backward)).ok_or((x, grad))
     }
 
-    fn half_conv2d(
-        x: FlexTensor,
-        weight: FlexTensor,
-        bias: Option<FlexTensor>,
-        options: ConvOptions<2>,
-    ) -> Result<FlexTensor, Conv2dArgs<Flex>> {
-        flex_conv::conv2d(x, weight, bias, options)
+    fn half_conv2d((x, weight, bias, options): Conv2dArgs<Flex>) -> Result<FlexTensor, Conv2dArgs<Flex>> {
+        conv::conv2d(x, weight, bias, options)
     }
 
     fn half_conv2d_x_backward(args: Conv2dGradArgs<Flex>) -> Result<FlexTensor, Conv2dGradArgs<Flex>> {
-        flex_conv::conv2d_x_backward(args)
+        conv::conv2d_x_backward(args)
     }
 
     fn half_conv2d_weight_backward(args: Conv2dGradArgs<Flex>) -> Result<FlexTensor, Conv2dGradArgs<Flex>> {
-        flex_conv::conv2d_weight_backward(args)
+        conv::conv2d_weight_backward(args)
     }
 
     fn half_sum_to_channels(grad: FlexTensor) -> Result<FlexTensor, FlexTensor> {
-        flex_conv::sum_to_channels(grad)
+        conv::sum_to_channels(grad)
     }
 
-    fn half_binary(lhs: FlexTensor, rhs: FlexTensor, op: BinaryOp) -> Result<FlexTensor, MatmulArgs<Flex>> {
+    fn half_binary((lhs, rhs, op): BinaryArgs<Flex>) -> Result<FlexTensor, BinaryArgs<Flex>> {
         let result = match (lhs.dtype(), rhs.dtype()) {
             (DType::BF16, DType::BF16) => broadcast_f32::<bf16>(&lhs, &rhs, op),
             (DType::F16, DType::F16) => broadcast_f32::<f16>(&lhs, &rhs, op),
             _ => None,
         };
-        result.inspect(|_| count(|c| &mut c.binary)).ok_or((lhs, rhs))
+        result.inspect(|_| count(|c| &mut c.binary)).ok_or((lhs, rhs, op))
     }
 
-    fn half_softmax(scores: FlexTensor, dtype: FloatDType) -> Result<FlexTensor, CastArgs<Flex>> {
+    fn half_softmax((scores, dtype): CastArgs<Flex>) -> Result<FlexTensor, CastArgs<Flex>> {
         let out = match (scores.dtype(), dtype) {
             (DType::F32, FloatDType::BF16) => softmax_rows::<bf16>(&scores),
             (DType::F32, FloatDType::F16) => softmax_rows::<f16>(&scores),
@@ -129,7 +123,7 @@ impl HostKernels for Flex {
         out.inspect(|_| count(|c| &mut c.softmax)).ok_or((scores, dtype))
     }
 
-    fn half_softmax_backward(p: FlexTensor, g: FlexTensor) -> Result<FlexTensor, MatmulArgs<Flex>> {
+    fn half_softmax_backward((p, g): TensorPair<Flex>) -> Result<FlexTensor, TensorPair<Flex>> {
         let result = match (p.dtype(), g.dtype()) {
             (DType::BF16, DType::BF16) => softmax_grad_rows::<bf16>(&p, &g),
             (DType::F16, DType::F16) => softmax_grad_rows::<f16>(&p, &g),
@@ -138,12 +132,7 @@ impl HostKernels for Flex {
         result.inspect(|_| count(|c| &mut c.softmax_backward)).ok_or((p, g))
     }
 
-    fn half_layer_norm(
-        x: FlexTensor,
-        gamma: FlexTensor,
-        beta: Option<FlexTensor>,
-        epsilon: f64,
-    ) -> Result<FlexTensor, LayerNormArgs<Flex>> {
+    fn half_layer_norm((x, gamma, beta, epsilon): LayerNormArgs<Flex>) -> Result<FlexTensor, LayerNormArgs<Flex>> {
         let out = match x.dtype() {
             DType::BF16 => layer_norm_rows::<bf16>(&x, &gamma, beta.as_ref(), epsilon),
             DType::F16 => layer_norm_rows::<f16>(&x, &gamma, beta.as_ref(), epsilon),
@@ -167,7 +156,7 @@ impl HostKernels for Flex {
     // f64-to-bf16 conversion, which drops the low 32 bits of the f64 before rounding and
     // so misrounds f32 values just above a tie; these loops round every value correctly,
     // and a declined view would get Flex's.
-    fn half_cast(tensor: FlexTensor, dtype: FloatDType) -> Result<FlexTensor, CastArgs<Flex>> {
+    fn half_cast((tensor, dtype): CastArgs<Flex>) -> Result<FlexTensor, CastArgs<Flex>> {
         let cast = |t: &FlexTensor| match (t.dtype(), dtype) {
             (DType::F32, FloatDType::BF16) => narrowed::<bf16>(t),
             (DType::F32, FloatDType::F16) => narrowed::<f16>(t),
@@ -184,23 +173,11 @@ impl HostKernels for Flex {
     }
 }
 
-/// A new contiguous tensor of `like`'s shape and `dtype`, written by `fill`.
-///
-/// # Safety
-/// `fill` writes every element of the slice it is given (the element-wise kernels do:
-/// each covers its whole output), with initialized values.
-unsafe fn filled<E: burn::tensor::Element + bytemuck::Pod>(
-    like: &FlexTensor,
-    dtype: DType,
-    fill: impl FnOnce(&mut [MaybeUninit<E>]),
-) -> FlexTensor {
+/// A new contiguous tensor of `like`'s shape and `dtype`, written by `fill` (which must
+/// write every element: `cpu::filled` checks).
+fn filled<E: burn::tensor::Element + bytemuck::Pod>(like: &FlexTensor, dtype: DType, fill: impl FnOnce(&mut Out<'_, E>)) -> FlexTensor {
     let shape = like.layout().shape().clone();
-    let n = shape.num_elements();
-    let mut data: Vec<E> = Vec::with_capacity(n);
-    fill(&mut data.spare_capacity_mut()[..n]);
-    // SAFETY: `fill` initialized the first `n` elements of the allocation (the caller's
-    // contract), within the capacity reserved above.
-    unsafe { data.set_len(n) };
+    let data = cpu::filled(shape.num_elements(), fill);
     FlexTensor::new(Bytes::from_elems(data), Layout::contiguous(shape), dtype)
 }
 
@@ -233,28 +210,22 @@ fn unary_bits<T: Half>(mut x: FlexTensor, f: impl Fn(u16) -> u16 + Sync + Send) 
         return Ok(x);
     }
     let Some(input) = x.as_slice::<T>() else { return Err(x) };
-    // SAFETY: `map_bits` writes every element of its output.
-    Ok(unsafe { filled::<T>(&x, x.dtype(), |out| elementwise::map_bits(input, out, f)) })
+    Ok(filled::<T>(&x, x.dtype(), |out| elementwise::map_bits(input, out, f)))
 }
 
 /// `f` on every pair of 16-bit patterns of two contiguous half tensors of one shape.
 fn binary_bits<T: Half>(a: &FlexTensor, b: &FlexTensor, f: impl Fn(u16, u16) -> u16 + Sync + Send) -> Option<FlexTensor> {
-    // SAFETY: `zip_bits` writes every element of its output.
-    unsafe { zipped::<T>(a, b, |x, y, out| elementwise::zip_bits(x, y, out, f)) }
+    zipped::<T>(a, b, |x, y, out| elementwise::zip_bits(x, y, out, f))
 }
 
 /// A new half tensor from two contiguous half tensors of one shape, element by element
 /// (`kernel` writes the output from both inputs' elements).
-///
-/// # Safety
-/// `kernel` writes every element of its output, as [`filled`] requires.
-unsafe fn zipped<T: Half>(a: &FlexTensor, b: &FlexTensor, kernel: impl FnOnce(&[T], &[T], &mut [MaybeUninit<T>])) -> Option<FlexTensor> {
+fn zipped<T: Half>(a: &FlexTensor, b: &FlexTensor, kernel: impl FnOnce(&[T], &[T], &mut Out<'_, T>)) -> Option<FlexTensor> {
     if a.layout().shape() != b.layout().shape() {
         return None;
     }
     let (x, y) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
-    // SAFETY: the caller's contract: `kernel` writes every element of its output.
-    Some(unsafe { filled::<T>(a, a.dtype(), |out| kernel(x, y, out)) })
+    Some(filled::<T>(a, a.dtype(), |out| kernel(x, y, out)))
 }
 
 /// Whether `small` repeats over `big`'s leading dimensions: equal ranks, and `small` is
@@ -272,12 +243,10 @@ fn broadcast_f32<T: Half>(a: &FlexTensor, b: &FlexTensor, op: BinaryOp) -> Optio
     let (sa, sb) = (a.layout().shape(), b.layout().shape());
     let (x, y) = (a.as_slice::<T>()?, b.as_slice::<T>()?);
     if sa == sb || repeats_over(sb, sa) {
-        // SAFETY: `binary` writes every element of its output.
-        return Some(unsafe { filled::<T>(a, a.dtype(), |out| elementwise::binary(x, y, out, op, false)) });
+        return Some(filled::<T>(a, a.dtype(), |out| elementwise::binary(x, y, out, op, false)));
     }
     if repeats_over(sa, sb) {
-        // SAFETY: `binary` writes every element of its output.
-        return Some(unsafe { filled::<T>(b, b.dtype(), |out| elementwise::binary(y, x, out, op, true)) });
+        return Some(filled::<T>(b, b.dtype(), |out| elementwise::binary(y, x, out, op, true)));
     }
     None
 }
@@ -300,14 +269,12 @@ fn gelu_grad(x: f32, g: f32) -> f32 {
 /// `f` in f32 on every element of a contiguous half tensor, rounded once.
 fn unary_f32<T: Half>(x: &FlexTensor, f: impl Fn(f32) -> f32 + Sync + Send) -> Option<FlexTensor> {
     let input = x.as_slice::<T>()?;
-    // SAFETY: `map_f32` writes every element of its output.
-    Some(unsafe { filled::<T>(x, x.dtype(), |out| elementwise::map_f32(input, out, f)) })
+    Some(filled::<T>(x, x.dtype(), |out| elementwise::map_f32(input, out, f)))
 }
 
 /// `f` in f32 on every pair of elements of two contiguous half tensors of one shape.
 fn binary_f32<T: Half>(a: &FlexTensor, b: &FlexTensor, f: impl Fn(f32, f32) -> f32 + Sync + Send) -> Option<FlexTensor> {
-    // SAFETY: `zip_f32` writes every element of its output.
-    unsafe { zipped::<T>(a, b, |x, y, out| elementwise::zip_f32(x, y, out, f)) }
+    zipped::<T>(a, b, |x, y, out| elementwise::zip_f32(x, y, out, f))
 }
 
 /// The length of the last dimension of a contiguous tensor of rank >= 1 with elements.
@@ -317,8 +284,7 @@ fn row_length(x: &FlexTensor) -> Option<usize> {
 
 fn softmax_rows<T: Half>(scores: &FlexTensor) -> Option<FlexTensor> {
     let (values, n) = (scores.as_slice::<f32>()?, row_length(scores)?);
-    // SAFETY: `softmax::forward` writes every element of its output (whole rows of `n`).
-    Some(unsafe { filled::<T>(scores, T::dtype(), |out| softmax::forward(values, n, out)) })
+    Some(filled::<T>(scores, T::dtype(), |out| softmax::forward(values, n, out)))
 }
 
 fn softmax_grad_rows<T: Half>(p: &FlexTensor, g: &FlexTensor) -> Option<FlexTensor> {
@@ -326,8 +292,7 @@ fn softmax_grad_rows<T: Half>(p: &FlexTensor, g: &FlexTensor) -> Option<FlexTens
         return None;
     }
     let (pv, gv, n) = (p.as_slice::<T>()?, g.as_slice::<T>()?, row_length(p)?);
-    // SAFETY: `softmax::backward` writes every element of its output (whole rows of `n`).
-    Some(unsafe { filled::<f32>(p, DType::F32, |out| softmax::backward(pv, gv, n, out)) })
+    Some(filled::<f32>(p, DType::F32, |out| softmax::backward(pv, gv, n, out)))
 }
 
 /// Whether `param` fits a layer norm of `x`: `x`'s dtype, one dimension of `x`'s last.
@@ -348,8 +313,7 @@ fn layer_norm_rows<T: Half>(x: &FlexTensor, gamma: &FlexTensor, beta: Option<&Fl
     };
     let out = <Flex as ModuleOps<Flex>>::layer_norm(wide(x)?, wide(gamma)?, beta, epsilon);
     let values = out.as_slice::<f32>()?;
-    // SAFETY: `narrow` writes every element of its output.
-    Some(unsafe { filled::<T>(&out, T::dtype(), |o| elementwise::narrow(values, o)) })
+    Some(filled::<T>(&out, T::dtype(), |o| convert::narrow(values, o)))
 }
 
 /// The gradients of [`layer_norm_rows`]: `[dx, dgamma, dbeta]`.
@@ -368,137 +332,10 @@ fn layer_norm_grads<T: Half>(x: &FlexTensor, gamma: &FlexTensor, grad: &FlexTens
 
 fn narrowed<T: Half>(x: &FlexTensor) -> Option<FlexTensor> {
     let input = x.as_slice::<f32>()?;
-    // SAFETY: `narrow` writes every element of its output.
-    Some(unsafe { filled::<T>(x, T::dtype(), |out| elementwise::narrow(input, out)) })
+    Some(filled::<T>(x, T::dtype(), |out| convert::narrow(input, out)))
 }
 
 fn widened<T: Half>(x: &FlexTensor) -> Option<FlexTensor> {
     let input = x.as_slice::<T>()?;
-    // SAFETY: `widen` writes every element of its output.
-    Some(unsafe { filled::<f32>(x, DType::F32, |out| elementwise::widen(input, out)) })
-}
-
-/// `dims` of a layout as one dimension: their element count and the stride between
-/// consecutive elements, when they are laid out as one (dimensions of size 1 never
-/// matter). `None` when they are not.
-fn collapse(shape: &[usize], strides: &[isize]) -> Option<(usize, usize)> {
-    let mut stride = None;
-    let mut expected = 0;
-    for (&size, &s) in shape.iter().zip(strides).rev() {
-        if size == 1 {
-            continue;
-        }
-        let s = usize::try_from(s).ok()?;
-        match stride {
-            None => stride = Some(s),
-            Some(_) if s != expected => return None,
-            Some(_) => {}
-        }
-        expected = s * size;
-    }
-    Some((shape.iter().product(), stride.unwrap_or(0)))
-}
-
-/// The last two dimensions of a tensor of rank >= 2 as a matrix view (`None` for negative
-/// strides: flipped tensors go to Flex).
-fn last_matrix(t: &FlexTensor) -> Option<View> {
-    let layout = t.layout();
-    let (shape, strides) = (layout.shape(), layout.strides());
-    let rank = shape.num_dims();
-    if rank < 2 || strides.iter().any(|&s| s < 0) {
-        return None;
-    }
-    Some(View { offset: layout.start_offset(), rows: shape[rank - 2], cols: shape[rank - 1], rs: strides[rank - 2], cs: strides[rank - 1] })
-}
-
-/// The batch dimensions of a product's operands (all but the last two), broadcast as Burn
-/// does (a dimension of size 1 repeats): the output's batch dimensions and, for each batch
-/// entry in row-major order, where its matrix starts in each operand. `None` when the
-/// ranks differ or two sizes are neither equal nor 1.
-fn batch_offsets(lhs: &FlexTensor, rhs: &FlexTensor) -> Option<(Vec<usize>, Vec<(usize, usize)>)> {
-    let (l, r) = (lhs.layout(), rhs.layout());
-    let rank = l.shape().num_dims();
-    if rank != r.shape().num_dims() || rank < 2 {
-        return None;
-    }
-    let mut dims = Vec::with_capacity(rank - 2);
-    let mut steps = Vec::with_capacity(rank - 2);
-    for d in 0..rank - 2 {
-        let (ls, rs) = (l.shape()[d], r.shape()[d]);
-        let size = match (ls, rs) {
-            _ if ls == rs => ls,
-            (1, _) => rs,
-            (_, 1) => ls,
-            _ => return None,
-        };
-        // A repeated dimension stays on the same matrix: stride 0.
-        let step = |s: usize, stride: isize| if s == 1 { 0 } else { stride as usize };
-        dims.push(size);
-        steps.push((step(ls, l.strides()[d]), step(rs, r.strides()[d])));
-    }
-    let mut offsets = vec![(0, 0)];
-    for (&size, &(ls, rs)) in dims.iter().zip(&steps) {
-        offsets = offsets.iter().flat_map(|&(lo, ro)| (0..size).map(move |i| (lo + i * ls, ro + i * rs))).collect();
-    }
-    Some((dims, offsets))
-}
-
-/// A tensor of rank >= 1 as one matrix: every dimension but the last collapsed into rows.
-fn rows_by_last(t: &FlexTensor) -> Option<View> {
-    let layout = t.layout();
-    let (shape, strides) = (layout.shape(), layout.strides());
-    let rank = shape.num_dims();
-    if rank == 0 || strides[rank - 1] < 0 {
-        return None;
-    }
-    let (rows, rs) = collapse(&shape[..rank - 1], &strides[..rank - 1])?;
-    Some(View { offset: layout.start_offset(), rows, cols: shape[rank - 1], rs: rs as isize, cs: strides[rank - 1] })
-}
-
-fn matmul<T: Half>(lhs: FlexTensor, rhs: FlexTensor) -> Result<FlexTensor, MatmulArgs<Flex>> {
-    let (Some(l), Some(r), Some((mut dims, offsets))) = (last_matrix(&lhs), last_matrix(&rhs), batch_offsets(&lhs, &rhs)) else {
-        return Err((lhs, rhs));
-    };
-    if l.cols != r.rows {
-        // Flex reports the mismatch in its own words.
-        return Err((lhs, rhs));
-    }
-    dims.extend([l.rows, r.cols]);
-    let mut out = FlexTensor::empty(Shape::from(dims), lhs.dtype());
-    gemm::gemm::<T>(lhs.storage(), l, rhs.storage(), r, &offsets, None, out.storage_mut());
-    count(|c| &mut c.matmul);
-    Ok(out)
-}
-
-fn linear<T: Half>(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>) -> Result<FlexTensor, LinearArgs<Flex>> {
-    let w_shape = weight.layout().shape();
-    let n = (w_shape.num_dims() == 2).then(|| w_shape[1]);
-    let bias_ok = bias.as_ref().is_none_or(|b| b.layout().shape().num_dims() == 1 && Some(b.layout().shape()[0]) == n);
-    let (Some(xv), Some(wv), true) = (rows_by_last(&x), last_matrix(&weight), n.is_some() && bias_ok) else {
-        return Err((x, weight, bias));
-    };
-    if xv.cols != wv.rows {
-        return Err((x, weight, bias));
-    }
-    let bias = bias.map(|b| b.to_contiguous());
-    let bias_values = bias.as_ref().and_then(|b| b.as_slice::<T>());
-    let mut dims = x.layout().shape().to_vec();
-    *dims.last_mut().expect("rank >= 1") = wv.cols;
-    let mut out = FlexTensor::empty(Shape::from(dims), x.dtype());
-    gemm::gemm::<T>(x.storage(), xv, weight.storage(), wv, &[(0, 0)], bias_values, out.storage_mut());
-    count(|c| &mut c.linear);
-    Ok(out)
-}
-
-fn sum_to_last<T: Half>(tensor: FlexTensor) -> FlexTensor {
-    let tensor = tensor.to_contiguous();
-    let shape = tensor.layout().shape().clone();
-    let cols = shape.num_dims().checked_sub(1).map_or(1, |last| shape[last]);
-    let rows = if cols == 0 { 0 } else { shape.num_elements() / cols };
-    let values = tensor.as_slice::<T>().expect("contiguous after to_contiguous");
-    let sums = gemm::column_sums(values, rows, cols);
-    let mut out = FlexTensor::empty(Shape::from(vec![cols]), tensor.dtype());
-    out.storage_mut::<T>().copy_from_slice(&sums);
-    count(|c| &mut c.sum_to_last);
-    out
+    Some(filled::<f32>(x, DType::F32, |out| convert::widen(input, out)))
 }

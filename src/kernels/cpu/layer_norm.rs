@@ -15,8 +15,8 @@
 
 use rayon::prelude::*;
 
-use super::elementwise::rows_per_task;
-use super::gemm::Half;
+use super::convert::Half;
+use super::threads::rows_per_task;
 
 /// The gradients of layer normalization over the last dimension (`n` long) for the input
 /// `x`, the scale `gamma` and the shift, from the output gradient `g`: `(dx, dgamma,

@@ -15,8 +15,8 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::{ConvOptions, FloatTensorOps, ModuleOps};
 use burn::tensor::{DType, Shape, Slice, bf16, f16};
 
-use super::gemm::{self, Half};
-use super::{Conv2dArgs, Conv2dGradArgs, count, elementwise};
+use crate::kernels::cpu::{Half, convert, reduce};
+use crate::kernels::{Conv2dArgs, Conv2dGradArgs, count};
 
 /// Input elements (of the widest operand per sample) widened at a time: a few samples of
 /// a small CNN, one of a large one.
@@ -55,7 +55,7 @@ fn widen_samples<T: Half>(t: &FlexTensor, range: core::ops::Range<usize>) -> Fle
     dims[0] = range.len();
     let values = &t.as_slice::<T>().expect("contiguous half")[range.start * per..range.end * per];
     let mut out = FlexTensor::empty(Shape::from(dims), DType::F32);
-    elementwise::widen_into(values, out.storage_mut::<f32>());
+    convert::widen_into(values, out.storage_mut::<f32>());
     out
 }
 
@@ -69,7 +69,7 @@ fn widen_all<T: Half>(t: &FlexTensor) -> FlexTensor {
 fn narrow<T: Half>(t: &FlexTensor) -> FlexTensor {
     let t = t.to_contiguous();
     let mut out = FlexTensor::empty(t.layout().shape().clone(), T::dtype());
-    elementwise::narrow_into(t.as_slice::<f32>().expect("contiguous f32"), out.storage_mut::<T>());
+    convert::narrow_into(t.as_slice::<f32>().expect("contiguous f32"), out.storage_mut::<T>());
     out
 }
 
@@ -89,7 +89,7 @@ fn per_slice<T: Half>(batch: usize, slice: usize, mut op: impl FnMut(core::ops::
             FlexTensor::empty(Shape::from(dims), T::dtype())
         });
         let target = &mut out.storage_mut::<T>()[range.start * per..range.end * per];
-        elementwise::narrow_into(part.as_slice::<f32>().expect("contiguous f32"), target);
+        convert::narrow_into(part.as_slice::<f32>().expect("contiguous f32"), target);
         start = range.end;
     }
     out.expect("a non-empty batch")
@@ -228,7 +228,7 @@ pub(super) fn sum_to_channels(grad: FlexTensor) -> Result<FlexTensor, FlexTensor
         let grad = grad.to_contiguous();
         let values = grad.as_slice::<T>().expect("contiguous");
         let mut out = FlexTensor::empty(Shape::new([channels]), T::dtype());
-        out.storage_mut::<T>().copy_from_slice(&gemm::channel_sums(values, batch, channels, inner));
+        out.storage_mut::<T>().copy_from_slice(&reduce::channel_sums(values, batch, channels, inner));
         out
     }
     let out = match grad.dtype() {

@@ -1,0 +1,116 @@
+//! Whether the host fast path runs (a process-wide switch, a scoped one per thread, and the
+//! environment), and how many times each kernel ran: for comparison, debugging and tests.
+
+use core::cell::Cell;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// The environment variable that turns the host fast path off when set to `0`.
+pub const HOST_KERNELS_ENV: &str = "MIXED_HOST_KERNELS";
+/// The environment variable that, set to `0`, keeps the host fast path but runs its
+/// element-wise loops without AVX-512 (as on a CPU without it), and set to `avx512`, with
+/// AVX-512 but without its bf16 conversion instruction (read once per process).
+pub const HOST_LANES_ENV: &str = "MIXED_HOST_LANES";
+
+const UNSET: u8 = 0;
+const ON: u8 = 1;
+const OFF: u8 = 2;
+
+static SWITCH: AtomicU8 = AtomicU8::new(UNSET);
+
+thread_local! {
+    /// A scoped override on this thread ([`with_host_kernels`]); `UNSET` defers to the
+    /// process-wide switch.
+    static THREAD_SWITCH: Cell<u8> = const { Cell::new(UNSET) };
+}
+
+/// Turns the host fast path on or off for the whole process (overrides the environment).
+pub fn set_host_kernels(enabled: bool) {
+    SWITCH.store(if enabled { ON } else { OFF }, Ordering::Relaxed);
+}
+
+/// Runs `f` with the host fast path on or off on this thread only, whatever the process
+/// setting (e.g. to compare both paths side by side in one process).
+pub fn with_host_kernels<R>(enabled: bool, f: impl FnOnce() -> R) -> R {
+    struct Restore(u8);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            THREAD_SWITCH.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(THREAD_SWITCH.with(|s| s.replace(if enabled { ON } else { OFF })));
+    f()
+}
+
+/// Whether the host fast path is on for this thread: [`with_host_kernels`], else
+/// [`set_host_kernels`], else `MIXED_HOST_KERNELS` (`0` turns it off), else on.
+pub fn host_kernels_enabled() -> bool {
+    match THREAD_SWITCH.with(Cell::get) {
+        ON => return true,
+        OFF => return false,
+        _ => {}
+    }
+    match SWITCH.load(Ordering::Relaxed) {
+        ON => true,
+        OFF => false,
+        _ => {
+            let enabled = std::env::var(HOST_KERNELS_ENV).map_or(true, |v| v.trim() != "0");
+            // A racing `set_host_kernels` wins: only replace the unset state.
+            let _ = SWITCH.compare_exchange(UNSET, if enabled { ON } else { OFF }, Ordering::Relaxed, Ordering::Relaxed);
+            host_kernels_enabled()
+        }
+    }
+}
+
+/// How many times each host kernel ran on this thread (forward and backward passes alike)
+/// since the last [`reset_host_kernel_calls`]: to check that a model takes the fast path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostKernelCalls {
+    pub matmul: u64,
+    pub linear: u64,
+    pub sum_to_last: u64,
+    pub relu: u64,
+    pub relu_backward: u64,
+    pub gelu: u64,
+    pub gelu_backward: u64,
+    pub conv2d: u64,
+    pub conv2d_backward: u64,
+    pub cast: u64,
+    /// Element-wise add and mul.
+    pub binary: u64,
+    /// Attention's softmax (f32 scores to half probabilities).
+    pub softmax: u64,
+    pub softmax_backward: u64,
+    pub layer_norm: u64,
+    pub layer_norm_backward: u64,
+}
+
+thread_local! {
+    static CALLS: Cell<HostKernelCalls> = const {
+        Cell::new(HostKernelCalls {
+            matmul: 0, linear: 0, sum_to_last: 0, relu: 0, relu_backward: 0, gelu: 0, gelu_backward: 0, conv2d: 0,
+            conv2d_backward: 0, cast: 0, binary: 0, softmax: 0, softmax_backward: 0,
+            layer_norm: 0, layer_norm_backward: 0,
+        })
+    };
+}
+
+/// This thread's kernel call counts.
+pub fn host_kernel_calls() -> HostKernelCalls {
+    CALLS.with(Cell::get)
+}
+
+/// Sets this thread's kernel call counts to zero.
+pub fn reset_host_kernel_calls() {
+    CALLS.with(|c| c.set(HostKernelCalls::default()));
+}
+
+/// Counts one run of a kernel (called by the backend implementations when they take a
+/// case).
+#[cfg(feature = "flex")]
+pub(crate) fn count(which: impl FnOnce(&mut HostKernelCalls) -> &mut u64) {
+    CALLS.with(|c| {
+        let mut calls = c.get();
+        *which(&mut calls) += 1;
+        c.set(calls);
+    });
+}
