@@ -1,8 +1,8 @@
 //! Half-precision products on host slices: gemmkit's GEMM (f32 accumulation, one rounding
 //! of the output, runtime ISA dispatch), one matrix or a batch.
 //!
-//! Why gemmkit (measured on this project's CPU, 2 threads, 2048 x 256 x 256, see the
-//! `kernels` bench and the README): its bf16 path uses the CPU's bf16 dot-product
+//! Why gemmkit (measured on this project's CPU, 2 threads, 2048 x 256 x 256: the `kernels`
+//! bench, figures in docs/results.md): its bf16 path uses the CPU's bf16 dot-product
 //! instruction and runs at about 1.7x its own f32 rate, where Flex's bf16 product converts
 //! both operands to f32 and runs slower than f32; its f16 path widens to f32 in registers
 //! and accumulates in f32 (the `gemm` crate that Flex uses for f16 accumulates a one-row
