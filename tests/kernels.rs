@@ -233,7 +233,8 @@ fn infinity_bits(dtype: FloatDType) -> u16 {
 /// The bits of `value` rounded to nearest (ties to even) in `dtype`, from f64 arithmetic on
 /// the neighbouring values: the reference the cast kernel is held to.
 fn nearest_even(value: f32, dtype: FloatDType) -> u16 {
-    let (to_f64, from_f32): (fn(u16) -> f64, fn(f32) -> u16) = match dtype {
+    type Conversions = (fn(u16) -> f64, fn(f32) -> u16);
+    let (to_f64, from_f32): Conversions = match dtype {
         FloatDType::BF16 => (|b| half::bf16::from_bits(b).to_f64(), |v| half::bf16::from_f32(v).to_bits()),
         _ => (|b| half::f16::from_bits(b).to_f64(), |v| half::f16::from_f32(v).to_bits()),
     };
@@ -273,7 +274,7 @@ fn casts_round_to_nearest_even() {
         let (got, flex_bits) = (words(mixed.clone().into_data()), words(flex.clone().into_data()));
         for (i, (&x, &g)) in v.iter().zip(&got).enumerate() {
             if x.is_nan() {
-                assert_eq!(g & 0x7fff > 0x7f80 || (dtype == FloatDType::F16 && g & 0x7fff > 0x7c00), true, "#{i}: NaN stays NaN");
+                assert!(g & 0x7fff > 0x7f80 || (dtype == FloatDType::F16 && g & 0x7fff > 0x7c00), "#{i}: NaN stays NaN");
                 continue;
             }
             assert_eq!(g, nearest_even(x, dtype), "{dtype:?} #{i}: {x:e} rounds to nearest even");

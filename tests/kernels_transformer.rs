@@ -100,6 +100,7 @@ fn gelu_gradients_are_bit_identical_to_flex() {
 /// Attention in f64 on the given (already rounded) inputs, `[heads, seq, dim]` flattened:
 /// the scores rounded to `dtype` (the product's output), softmax in f64, the probabilities
 /// rounded to `dtype` (the second product's input). `visible(i, j)` masks scores.
+#[allow(clippy::too_many_arguments, reason = "the op's own inputs and sizes, one by one")]
 fn attention_reference(
     q: &[f64],
     k: &[f64],
@@ -149,7 +150,7 @@ fn attention_scores_run_in_f32() {
             let run = |kernels: bool| {
                 with_host_kernels(kernels, || {
                     let t = |x: &[f64]| tensor::<M, 4>(x, shape, dtype, &device);
-                    attention(t(&q), t(&k), t(&v), None, None, options.clone())
+                    attention(t(&q), t(&k), t(&v), None, None, options)
                 })
             };
             reset_host_kernel_calls();
@@ -178,7 +179,7 @@ fn attention_masks_bias_and_softcap_match_f32() {
     let run = |dtype: FloatDType| {
         let t = |x: &[f64], s: [usize; 4]| tensor::<M, 4>(x, s, dtype, &device);
         let mask = Tensor::<M, 4, Bool>::from_data(TensorData::new(mask.clone(), [2, 2, 8, 8]), &device);
-        attention(t(&q, shape), t(&k, shape), t(&v, shape), Some(mask), Some(t(&bias, [2, 2, 8, 8])), options.clone())
+        attention(t(&q, shape), t(&k, shape), t(&v, shape), Some(mask), Some(t(&bias, [2, 2, 8, 8])), options)
     };
     reset_host_kernel_calls();
     let got = read(run(dtype));

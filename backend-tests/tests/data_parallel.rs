@@ -383,7 +383,7 @@ fn bad_device_lists_and_replicas_are_refused_before_training() {
     assert!(err.to_string().contains("different GradScaler"), "{err}");
     let err = plan.replicas(&[a.clone(), plain.clone()]).unwrap_err();
     assert!(err.to_string().contains("replica 1's optimizer has no GradScaler"), "{err}");
-    let err = plan.replicas(&[a.clone()]).unwrap_err();
+    let err = plan.replicas(std::slice::from_ref(&a)).unwrap_err();
     assert_eq!(err.to_string(), "1 optimizers for 2 devices; a data-parallel loop steps one optimizer per device");
     assert_eq!(a.scaler().expect("16-mixed").replicas(), 1, "nothing configured by a refused plan");
     plan.replicas(&[a.clone(), a.clone()]).expect("clones share one scaler");

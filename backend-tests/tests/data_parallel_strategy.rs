@@ -153,9 +153,9 @@ fn supervised_training_on_two_devices_matches_one_device_over_the_global_batch()
         |p: &[Vec<f32>]| -> Vec<Vec<f32>> { p.iter().zip(&init).map(|(a, b)| a.iter().zip(b).map(|(x, y)| x - y).collect()).collect() };
     for precision in [Precision::True32, Precision::Mixed16] {
         let dir = temp_dir(precision.as_str());
-        let run = supervised(precision, scaler.clone(), 1, &dir, None);
+        let run = supervised(precision, scaler, 1, &dir, None);
         let _ = std::fs::remove_dir_all(&dir);
-        let reference = one_device(precision, scaler.clone());
+        let reference = one_device(precision, scaler);
         assert_ne!(bits(&run.params), bits(&init), "{precision}: training moved the parameters");
         // Not bitwise: each device's mean over 8 rows, averaged, rounds differently from one
         // mean over 16 rows (and under 16-mixed each device's f16 products round on their
@@ -177,11 +177,11 @@ fn resuming_from_a_checkpoint_continues_parameters_and_loss_scale_bit_for_bit() 
     // steps and backs off; growth every 2 good steps then moves the scale again.
     let scaler = GradScalerConfig { init_scale: 1048576.0, growth_interval: 2, ..Default::default() };
     let straight_dir = temp_dir("straight");
-    let straight = supervised(Precision::Mixed16, scaler.clone(), 2, &straight_dir, None);
+    let straight = supervised(Precision::Mixed16, scaler, 2, &straight_dir, None);
     let _ = std::fs::remove_dir_all(&straight_dir);
 
     let resumed_dir = temp_dir("resumed");
-    let first = supervised(Precision::Mixed16, scaler.clone(), 1, &resumed_dir, None);
+    let first = supervised(Precision::Mixed16, scaler, 1, &resumed_dir, None);
     let after_first = first.scaler.clone().expect("16-mixed has a scaler");
     eprintln!("after epoch 1: {after_first:?}; after epoch 2: {:?}", straight.scaler);
     assert!(first.skipped > 0, "the first epoch skips steps (scale 2^20 overflows f16)");

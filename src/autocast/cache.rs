@@ -27,8 +27,11 @@ const CAPACITY: usize = 1024;
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
+/// A cached cast: the source tensor's key, the target dtype, and the cast tensor.
+type Entry = (u64, FloatDType, Box<dyn Any>);
+
 thread_local! {
-    static ENTRIES: RefCell<Vec<(u64, FloatDType, Box<dyn Any>)>> = const { RefCell::new(Vec::new()) };
+    static ENTRIES: RefCell<Vec<Entry>> = const { RefCell::new(Vec::new()) };
     static STATS: Cell<CastCacheStats> = const { Cell::new(CastCacheStats { hits: 0, misses: 0 }) };
 }
 

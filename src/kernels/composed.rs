@@ -5,14 +5,12 @@
 use burn::tensor::TensorMetadata;
 use burn::tensor::ops::FloatTensor;
 
-use super::{HostKernels, TensorPair};
+use super::{ConvBiasGradArgs, HostKernels, TensorPair};
 
 /// See the module documentation.
 pub(crate) trait Composed: HostKernels {
     /// A convolution's bias gradient from `(x, bias, output_grad)`.
-    fn conv_bias_grad(
-        args: (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>),
-    ) -> Result<FloatTensor<Self>, (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>)> {
+    fn conv_bias_grad(args: ConvBiasGradArgs<Self>) -> Result<FloatTensor<Self>, ConvBiasGradArgs<Self>> {
         let (x, bias, grad) = args;
         Self::half_sum_to_channels(grad).map_err(|grad| (x, bias, grad))
     }

@@ -41,6 +41,7 @@ macro_rules! dispatch_to {
         #[cfg(feature = "flex")]
         #[allow(unused_imports)]
         use $crate::kernels::Composed as _;
+        #[allow(unused_imports)]
         use $crate::kernels::dispatch::same_type;
         // `Ok(result)` once a backend of the list took the call, `Err(args)` until then.
         #[allow(unused_mut)]

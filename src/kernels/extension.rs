@@ -149,6 +149,9 @@ pub type Conv2dArgs<B> = (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>
 /// options)`, handed back when declined.
 pub type Conv2dGradArgs<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, ConvOptions<2>);
 
+/// A convolution's bias-gradient inputs `(x, bias, output_grad)`, handed back when declined.
+pub type ConvBiasGradArgs<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);
+
 /// The inputs of a layer normalization, handed back when declined.
 pub type LayerNormArgs<B> = (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>, f64);
 /// The inputs of a layer normalization's backward: `(x, gamma, output_grad, epsilon)`.

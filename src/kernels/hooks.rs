@@ -10,7 +10,7 @@ use burn::tensor::{DType, FloatDType, TensorMetadata};
 use super::attention::{scores_in_f32, softmax_then_cast};
 use super::dispatch::{has_host_kernels, host_kernel};
 use super::host_kernels_enabled;
-use super::{BinaryArgs, BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, LayerNormArgs, LinearArgs, TensorPair};
+use super::{BinaryArgs, BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, ConvBiasGradArgs, LayerNormArgs, LinearArgs, TensorPair};
 
 /// Whether `tensor` is f16 or bf16: the only inputs the fast path considers, checked
 /// before anything else so that other dtypes cost one comparison.
@@ -74,7 +74,7 @@ hooks! {
         -> Result<_, Conv2dGradArgs<B>> if half(output_grad) => half_conv2d_weight_backward;
     /// `conv2d_bias_backward` (reached under `Autodiff<Mixed<B>>`).
     fn conv2d_bias_backward(x: FloatTensor<B>, bias: FloatTensor<B>, output_grad: FloatTensor<B>)
-        -> Result<_, (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>)> if half(output_grad) => conv_bias_grad;
+        -> Result<_, ConvBiasGradArgs<B>> if half(output_grad) => conv_bias_grad;
 }
 
 /// `Mixed`'s hook for `float_cast`, and the cast autocast inserts.

@@ -26,6 +26,10 @@
 //! bare backend. `MIXED_HOST_KERNELS=0` in the environment, or [`set_host_kernels`],
 //! turns it off (for comparison and debugging).
 
+// A kernel that declines a case hands its inputs back in `Err`, so that the inner backend
+// can run the op on them: the error variants are as large as the inputs by design.
+#![allow(clippy::result_large_err)]
+
 mod attention;
 #[cfg(feature = "flex")]
 mod autodiff;
@@ -43,7 +47,8 @@ mod switch;
 #[cfg(feature = "flex")]
 pub(crate) use composed::Composed;
 pub use extension::{
-    BinaryArgs, BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, HostKernels, LayerNormArgs, LayerNormGradArgs, LinearArgs, TensorPair,
+    BinaryArgs, BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, ConvBiasGradArgs, HostKernels, LayerNormArgs, LayerNormGradArgs,
+    LinearArgs, TensorPair,
 };
 pub(crate) use hooks::*;
 #[cfg(feature = "flex")]

@@ -94,7 +94,7 @@ fn signalling_nans_widen_to_quiet_nans() {
     };
     // 40 values: the lanes' full group of 16, then a masked tail.
     let signalling: [u16; 4] = [0x7f81, 0xff81, 0x7fa0, 0x7f80 | 0x3f];
-    let pattern = |i: usize| if i % 3 == 0 { signalling[i / 3 % 4] } else { 0x3f80 + i as u16 };
+    let pattern = |i: usize| if i.is_multiple_of(3) { signalling[i / 3 % 4] } else { 0x3f80 + i as u16 };
     let bf16s: Vec<bf16> = (0..40).map(|i| bf16::from_bits(pattern(i))).collect();
     let (fast, flex) = widened(TensorData::new(bf16s.clone(), [40]), DType::BF16);
     assert_eq!(fast, flex, "bf16 -> f32: as Flex");
@@ -103,8 +103,9 @@ fn signalling_nans_widen_to_quiet_nans() {
         let want = if x.is_nan() { bits | 0x0040_0000 } else { bits };
         assert_eq!(*got, want, "#{i}: {:#06x}", x.to_bits());
     }
-    let f16s: Vec<f16> =
-        (0..40).map(|i| f16::from_bits(if i % 3 == 0 { [0x7c01, 0xfc01, 0x7d00, 0x7dff][i / 3 % 4] } else { 0x3c00 + i as u16 })).collect();
+    let f16s: Vec<f16> = (0..40usize)
+        .map(|i| f16::from_bits(if i.is_multiple_of(3) { [0x7c01, 0xfc01, 0x7d00, 0x7dff][i / 3 % 4] } else { 0x3c00 + i as u16 }))
+        .collect();
     let (fast, flex) = widened(TensorData::new(f16s.clone(), [40]), DType::F16);
     assert_eq!(fast, flex, "f16 -> f32: as Flex");
     assert!(fast.iter().zip(&f16s).filter(|(_, x)| x.is_nan()).all(|(bits, _)| bits & 0x0040_0000 != 0), "quiet");
@@ -123,7 +124,7 @@ fn casts_round_near_ties_correctly_on_every_layout() {
     }
     let device = Default::default();
     // Every other element is the near-tie value: a strided view.
-    let bits: Vec<f32> = (0..64).map(|i| if i % 2 == 0 { f32::from_bits(0xc008_8004) } else { 1.0 }).collect();
+    let bits: Vec<f32> = (0..64usize).map(|i| if i.is_multiple_of(2) { f32::from_bits(0xc008_8004) } else { 1.0 }).collect();
     let x = Tensor::<Mixed<Flex>, 1>::from_data(TensorData::new(bits, [64]), &device);
     let strided = x.slice([burn::tensor::Slice::new(0, None, 2)]);
     let rounded = strided.cast(FloatDType::BF16).into_data().to_vec::<burn::tensor::bf16>().expect("bf16");

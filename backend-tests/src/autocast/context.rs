@@ -30,7 +30,7 @@ pub fn nested_and_disabled_regions<B: Backend>(device: &B::Device) {
 
     let halves = half_dtypes::<B>(device);
     for &outer in &halves {
-        let inner = *halves.iter().rev().next().expect("non-empty");
+        let inner = *halves.iter().next_back().expect("non-empty");
         let _outer = AutocastGuard::enable::<Mixed<B>>(device, outer).expect("supported");
         assert_eq!(autocast_state(), AutocastState::Enabled(outer));
         assert_eq!(matmul_dtype::<B>(device), DType::from(outer));

@@ -23,7 +23,7 @@ use super::threads::rows_per_task;
 /// dbeta)`. The column sums are accumulated in f32 per band of rows and the bands added in
 /// order, so a given thread count always gives the same result.
 pub(crate) fn backward<T: Half>(x: &[T], gamma: &[T], g: &[T], n: usize, epsilon: f64, dx: &mut [T]) -> (Vec<T>, Vec<T>) {
-    assert!(n > 0 && gamma.len() == n && x.len() == g.len() && x.len() == dx.len() && x.len() % n == 0, "whole rows");
+    assert!(n > 0 && gamma.len() == n && x.len() == g.len() && x.len() == dx.len() && x.len().is_multiple_of(n), "whole rows");
     let mut scale = vec![0f32; n];
     T::widen_slice(gamma, &mut scale);
     let band = rows_per_task(x.len() / n, n) * n;

@@ -613,7 +613,7 @@ mod avx512 {
     /// number of rows, and `row` holds `n > 0` values.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub(super) unsafe fn softmax_rows<T: Lanes>(scores: &[f32], n: usize, row: &mut [f32], out: &mut [MaybeUninit<T>]) {
-        assert!(n > 0 && row.len() == n && scores.len() == out.len() && scores.len() % n == 0, "whole rows");
+        assert!(n > 0 && row.len() == n && scores.len() == out.len() && scores.len().is_multiple_of(n), "whole rows");
         let (buf, out) = (row.as_mut_ptr(), out.as_mut_ptr() as *mut T);
         for (r, x) in scores.chunks_exact(n).enumerate() {
             let x = x.as_ptr();
@@ -650,7 +650,7 @@ mod avx512 {
     /// number of `n > 0`-long rows.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
     pub(super) unsafe fn softmax_grad_rows<T: Lanes>(p: &[T], g: &[T], n: usize, out: &mut [MaybeUninit<f32>]) {
-        assert!(n > 0 && p.len() == out.len() && g.len() == out.len() && out.len() % n == 0, "whole rows");
+        assert!(n > 0 && p.len() == out.len() && g.len() == out.len() && out.len().is_multiple_of(n), "whole rows");
         let rows = out.len() / n;
         let (p, g, out) = (p.as_ptr(), g.as_ptr(), out.as_mut_ptr() as *mut f32);
         for start in (0..rows).map(|r| r * n) {

@@ -20,7 +20,7 @@ use super::threads::rows_per_task;
 /// Writes the softmax of every `n`-long row of `scores` (f32), rounded once. A row whose
 /// every score is `-inf` gives zeros.
 pub(crate) fn forward<T: Half>(scores: &[f32], n: usize, out: &mut Out<'_, T>) {
-    assert!(scores.len() == out.len() && n > 0 && out.len() % n == 0, "one probability per score, whole rows");
+    assert!(scores.len() == out.len() && n > 0 && out.len().is_multiple_of(n), "one probability per score, whole rows");
     let band = rows_per_task(out.len() / n, n) * n;
     out.par_blocks(band, |start, out| {
         let mut row = vec![0f32; n];
@@ -46,7 +46,10 @@ fn rows<T: Half>(scores: &[f32], n: usize, row: &mut [f32], out: &mut Out<'_, T>
 /// Writes softmax's backward for every `n`-long row, in f32: `q * (g - sum(g * q))` for
 /// the renormalized probabilities `q = p / sum(p)`.
 pub(crate) fn backward<T: Half>(p: &[T], g: &[T], n: usize, out: &mut Out<'_, f32>) {
-    assert!(p.len() == out.len() && g.len() == out.len() && n > 0 && out.len() % n == 0, "one gradient per probability, whole rows");
+    assert!(
+        p.len() == out.len() && g.len() == out.len() && n > 0 && out.len().is_multiple_of(n),
+        "one gradient per probability, whole rows"
+    );
     let band = rows_per_task(out.len() / n, n) * n;
     out.par_blocks(band, |start, out| {
         let range = start..start + out.len();

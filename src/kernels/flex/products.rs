@@ -44,11 +44,14 @@ fn last_matrix(t: &FlexTensor) -> Option<View> {
     Some(View { offset: layout.start_offset(), rows: shape[rank - 2], cols: shape[rank - 1], rs: strides[rank - 2], cs: strides[rank - 1] })
 }
 
+/// A product's batch dimensions, and each batch entry's matrix offsets in the two operands.
+type Batches = (Vec<usize>, Vec<(usize, usize)>);
+
 /// The batch dimensions of a product's operands (all but the last two), broadcast as Burn
 /// does (a dimension of size 1 repeats): the output's batch dimensions and, for each batch
 /// entry in row-major order, where its matrix starts in each operand. `None` when the
 /// ranks differ or two sizes are neither equal nor 1.
-fn batch_offsets(lhs: &FlexTensor, rhs: &FlexTensor) -> Option<(Vec<usize>, Vec<(usize, usize)>)> {
+fn batch_offsets(lhs: &FlexTensor, rhs: &FlexTensor) -> Option<Batches> {
     let (l, r) = (lhs.layout(), rhs.layout());
     let rank = l.shape().num_dims();
     if rank != r.shape().num_dims() || rank < 2 {
@@ -127,7 +130,7 @@ pub(super) fn sum_to_last<T: Half>(tensor: FlexTensor) -> FlexTensor {
     let tensor = tensor.to_contiguous();
     let shape = tensor.layout().shape().clone();
     let cols = shape.num_dims().checked_sub(1).map_or(1, |last| shape[last]);
-    let rows = if cols == 0 { 0 } else { shape.num_elements() / cols };
+    let rows = shape.num_elements().checked_div(cols).unwrap_or(0);
     let values = tensor.as_slice::<T>().expect("contiguous after to_contiguous");
     let sums = reduce::column_sums(values, rows, cols);
     let mut out = FlexTensor::empty(Shape::from(vec![cols]), tensor.dtype());
