@@ -1,5 +1,6 @@
-//! Loads a model trained by `examples/train.rs` (either model: the transformer or the MLP)
-//! and predicts its validation set, under the precision it was trained in.
+//! Loads a model trained by the training example (`examples/train/`; either model: the
+//! transformer or the MLP) and predicts its validation set, under the precision it was
+//! trained in.
 //!
 //! ```sh
 //! cargo run --release --example train -- --precision bf16-mixed --artifacts /tmp/run
@@ -9,34 +10,12 @@
 //!
 //! The backend is `Mixed<Wgpu>` when the `wgpu` feature is compiled in and an adapter
 //! exists (the same check as the training example's), otherwise `Mixed<Flex>` (or
-//! `Mixed<NdArray>`). `MixedPrecision::setup_module`
-//! puts the model and device in the saved precision: f32 weights under bf16 autocast for
-//! bf16-mixed, f16 weights for 16-true, and so on. The last line of stdout is a JSON object.
+//! `Mixed<NdArray>`). `MixedPrecision::setup_module` puts the model and device in the saved
+//! precision: f32 weights under bf16 autocast for bf16-mixed, f16 weights for 16-true, and
+//! so on. The last line of stdout is a JSON object. The models, tasks and artifacts are the
+//! training example's, in `examples/common/`.
 
-#[allow(dead_code)]
-#[path = "train/adapter.rs"]
-mod adapter;
-#[allow(dead_code)]
-#[path = "train/artifacts.rs"]
-mod artifacts;
-#[allow(dead_code)]
-#[path = "train/data.rs"]
-mod data;
-#[allow(dead_code)]
-#[path = "train/mlp.rs"]
-mod mlp;
-#[allow(dead_code)]
-#[path = "train/model.rs"]
-mod model;
-#[allow(dead_code)]
-#[path = "train/sequence.rs"]
-mod sequence;
-#[allow(dead_code)]
-#[path = "train/task.rs"]
-mod task;
-#[allow(dead_code)]
-#[path = "train/transformer.rs"]
-mod transformer;
+mod common;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,7 +26,8 @@ use burn::tensor::backend::Backend;
 use burn_mixed::{Mixed, MixedPrecision};
 use clap::Parser;
 
-use artifacts::SavedConfig;
+use common::artifacts::{self, SavedConfig};
+use common::{model, task};
 
 #[derive(Parser, Debug)]
 #[command(about = "Classifies the validation set with a model saved by the train example")]
@@ -85,7 +65,7 @@ fn dispatch(args: &Args, config: &SavedConfig) -> Result<(), Failure> {
     #[cfg(feature = "wgpu")]
     if !args.cpu {
         let device = Default::default();
-        match adapter::probe::<Mixed<burn::backend::Wgpu>>(&device) {
+        match common::adapter::probe::<Mixed<burn::backend::Wgpu>>(&device) {
             Ok(()) => return infer::<Mixed<burn::backend::Wgpu>>(device, "wgpu", args, config),
             Err(why) => println!("note: no usable Wgpu adapter ({}); running on the CPU", why.trim()),
         }

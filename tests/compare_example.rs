@@ -32,18 +32,37 @@ fn table(stdout: &str) -> Vec<Vec<String>> {
     lines.map(|l| l.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(String::from).collect()).collect()
 }
 
-/// (precision, step, loss) rows of the CSV, after checking its header.
-fn csv_rows(path: &Path) -> Vec<(String, usize, f64)> {
+/// One row of the per-step CSV.
+struct CsvRow {
+    precision: String,
+    step: usize,
+    lr: f64,
+    loss: f64,
+}
+
+/// The rows of the CSV, after checking its header.
+fn csv_rows(path: &Path) -> Vec<CsvRow> {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut lines = text.lines();
-    assert_eq!(lines.next(), Some("precision,step,loss"), "{}", path.display());
+    assert_eq!(lines.next(), Some("precision,step,lr,loss"), "{}", path.display());
     lines
         .map(|line| {
             let cells: Vec<&str> = line.split(',').collect();
-            assert_eq!(cells.len(), 3, "{line}");
-            (cells[0].to_string(), cells[1].parse().expect("step"), cells[2].parse().expect("loss"))
+            assert_eq!(cells.len(), 4, "{line}");
+            let number = |i: usize| cells[i].parse().unwrap_or_else(|e| panic!("{line}: {e}"));
+            CsvRow { precision: cells[0].to_string(), step: cells[1].parse().expect("step"), lr: number(2), loss: number(3) }
         })
         .collect()
+}
+
+/// The CSV rows of `precision`, in order.
+fn steps_of<'a>(rows: &'a [CsvRow], precision: &str) -> Vec<&'a CsvRow> {
+    rows.iter().filter(|row| row.precision == precision).collect()
+}
+
+/// Equal to rounding: the schedule's rates are computed, not typed in.
+fn close(value: f64, expected: f64) -> bool {
+    (value - expected).abs() <= 1e-12 * expected.abs()
 }
 
 /// Decodes the PNG; returns its size and how many pixels are coloured (not grey).
@@ -67,7 +86,13 @@ fn compare_all_gives_a_table_a_csv_and_a_plot() {
     for r in runs(&json) {
         let context = format!("{r}");
         assert_eq!((&r["model"], &r["steps"], &r["backend"]), (&"mlp".into(), &3.into(), &"flex".into()), "{context}");
-        assert!(number(r, "final_loss").is_finite() && number(r, "step_s") > 0.0, "{context}");
+        for key in ["train_loss_last_tenth", "last_batch_loss", "valid_loss", "valid_accuracy"] {
+            assert!(number(r, key).is_finite(), "{key}: {context}");
+        }
+        assert!(number(r, "step_s") > 0.0, "{context}");
+        // Three steps: the last tenth is the last step, and no step warms up.
+        assert_eq!(r["train_loss_last_tenth"], r["last_batch_loss"], "{context}");
+        assert_eq!((&r["peak_lr"], &r["warmup_steps"]), (&0.01.into(), &0.into()), "{context}");
         assert!(number(r, "peak_bytes") > 0.0, "{context}");
         let folder = PathBuf::from(r["artifacts"].as_str().expect("artifacts"));
         assert!(folder.starts_with(&dir) && folder.join("model.mpk").is_file(), "{context}");
@@ -76,10 +101,13 @@ fn compare_all_gives_a_table_a_csv_and_a_plot() {
     let table = table(&run.stdout());
     let header = [
         "precision",
-        "final loss",
+        "train loss",
+        "ratio",
+        "valid loss",
         "ratio",
         "valid accuracy",
         "ratio",
+        "last batch loss",
         "step time",
         "ratio",
         "peak memory",
@@ -89,25 +117,35 @@ fn compare_all_gives_a_table_a_csv_and_a_plot() {
     ];
     assert_eq!(table[0], header, "{}", run.describe());
     assert_eq!(table.len(), 1 + all.len(), "{}", run.describe());
-    for (row, precision) in table[1..].iter().zip(all) {
+    for ((row, precision), r) in table[1..].iter().zip(all).zip(runs(&json)) {
         assert_eq!(row.len(), header.len(), "{row:?}");
         assert_eq!(row[0], precision, "{row:?}");
-        assert!(row[5].ends_with(" ms") && row[7].ends_with(" MiB"), "{row:?}");
-        assert_eq!(row[9], "0", "{row:?}");
-        assert_eq!(row[10] == "65536", precision == "16-mixed", "{row:?}");
+        // The JSON's values, rounded.
+        for (column, key) in [(1, "train_loss_last_tenth"), (3, "valid_loss"), (5, "valid_accuracy"), (7, "last_batch_loss")] {
+            assert_eq!(row[column], format!("{:.4}", number(r, key)), "{key}: {row:?}");
+        }
+        assert!(row[8].ends_with(" ms") && row[10].ends_with(" MiB"), "{row:?}");
+        assert_eq!(row[12], "0", "{row:?}");
+        assert_eq!(row[13] == "65536", precision == "16-mixed", "{row:?}");
     }
-    // The baseline's ratios are to itself; 64-true trains the same f32 start in f64.
-    assert!(table[1][2..9].iter().step_by(2).all(|r| r == "1.00"), "{:?}", table[1]);
+    // The baseline's ratios are to itself.
+    for column in [2, 4, 6, 9, 11] {
+        assert_eq!(table[1][column], "1.00", "{} of {:?}", header[column], table[1]);
+    }
+    assert!(run.stdout().contains("train loss: the mean over steps 3-3 (the last tenth)"), "{}", run.describe());
 
-    // One CSV row per step per precision, ending at each run's final loss.
+    // One CSV row per step per precision, ending at each run's last batch loss, and every
+    // precision on the same schedule: three steps of a cosine from the peak to a hundredth.
     let csv = PathBuf::from(json["csv"].as_str().expect("csv path"));
     let rows = csv_rows(&csv);
     assert_eq!(rows.len(), 3 * all.len(), "{}", csv.display());
     for (r, precision) in runs(&json).iter().zip(all) {
-        let steps: Vec<_> = rows.iter().filter(|row| row.0 == precision).collect();
-        assert_eq!(steps.iter().map(|row| row.1).collect::<Vec<_>>(), [1, 2, 3], "{precision}");
+        let steps = steps_of(&rows, precision);
+        assert_eq!(steps.iter().map(|row| row.step).collect::<Vec<_>>(), [1, 2, 3], "{precision}");
+        let rates: Vec<f64> = steps.iter().map(|row| row.lr).collect();
+        assert!(rates.iter().zip([0.01, 0.00505, 0.0001]).all(|(lr, expected)| close(*lr, expected)), "{precision}: {rates:?}");
         // Equal up to the last bit serde_json's float parsing may round differently.
-        let (last, reported) = (steps[2].2, number(r, "final_loss"));
+        let (last, reported) = (steps[2].loss, number(r, "last_batch_loss"));
         assert!((last - reported).abs() <= 1e-12 * reported.abs(), "{precision}: CSV {last}, JSON {reported}");
     }
 
@@ -133,12 +171,42 @@ fn compared_runs_match_runs_of_their_own() {
         let alone_arg = alone_dir.to_str().expect("utf-8 temp dir");
         let alone = run("train", &["--precision", precision, "--steps", "3", "--artifacts", alone_arg], None).json();
         assert_eq!(r["model"], "transformer");
-        assert_eq!(r["final_loss"], alone["final_loss"], "{precision}: compared {r}, alone {alone}");
-        assert_eq!(r["valid_accuracy"], alone["valid_accuracy"], "{precision}: compared {r}, alone {alone}");
+        for key in ["train_loss_last_tenth", "last_batch_loss", "valid_loss", "valid_accuracy"] {
+            assert_eq!(r[key], alone[key], "{precision} {key}: compared {r}, alone {alone}");
+        }
         let _ = std::fs::remove_dir_all(alone_dir);
     }
     let csv = PathBuf::from(json["csv"].as_str().expect("csv path"));
     assert_eq!(csv_rows(&csv).len(), 2 * 3);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn every_precision_warms_up_then_decays_on_the_same_schedule() {
+    let (run, dir) = compare("schedule", "16-mixed", "20", &["--model", "mlp", "--lr", "0.004", "--warmup-fraction", "0.25"]);
+    let json = run.json();
+    for r in runs(&json) {
+        assert_eq!((&r["peak_lr"], &r["warmup_steps"]), (&0.004.into(), &5.into()), "{r}");
+        assert!(close(number(r, "final_lr"), 0.004 / 100.0), "{r}");
+    }
+    let rows = csv_rows(&PathBuf::from(json["csv"].as_str().expect("csv path")));
+    let baseline: Vec<f64> = steps_of(&rows, "32-true").iter().map(|row| row.lr).collect();
+    let mixed: Vec<f64> = steps_of(&rows, "16-mixed").iter().map(|row| row.lr).collect();
+    assert_eq!(baseline, mixed);
+    assert_eq!(baseline.len(), 20);
+    // Five warm-up steps climb by a sixth of the peak each, the sixth step is the peak, and
+    // the cosine falls from there to a hundredth of it at the last step.
+    for (step, lr) in baseline[..6].iter().enumerate() {
+        assert!(close(*lr, 0.004 * (step + 1) as f64 / 6.0), "step {}: {baseline:?}", step + 1);
+    }
+    assert!(baseline[5..].windows(2).all(|w| w[1] < w[0]), "{baseline:?}");
+    assert!(close(baseline[19], 0.00004), "{baseline:?}");
+    // The headline loss is the mean of the last two steps' losses.
+    for (r, precision) in runs(&json).iter().zip(["32-true", "16-mixed"]) {
+        let losses: Vec<f64> = steps_of(&rows, precision).iter().map(|row| row.loss).collect();
+        assert!(close(number(r, "train_loss_last_tenth"), (losses[18] + losses[19]) / 2.0), "{precision}: {r}");
+    }
+    assert!(run.stdout().contains("the mean over steps 19-20"), "{}", run.describe());
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -19,9 +19,10 @@ fn train(tag: &str, backend: &str, args: &[&str], env: Option<&str>) -> (Run, Pa
     (run("train", &all, env), dir)
 }
 
-fn final_loss(precision: &str) -> f64 {
+/// The headline loss of a run: the mean over its last tenth of the steps.
+fn train_loss(precision: &str) -> f64 {
     let (run, dir) = train(&format!("loss-{precision}"), "flex", &["--precision", precision], None);
-    let loss = number(&run.json(), "final_loss");
+    let loss = number(&run.json(), "train_loss_last_tenth");
     let _ = std::fs::remove_dir_all(dir);
     loss
 }
@@ -50,8 +51,13 @@ fn every_precision_and_alias_trains_on_flex() {
             "16-mixed" => assert!(json["loss_scale"].as_f64().is_some_and(|s| s > 0.0), "{context}"),
             _ => assert!(json["loss_scale"].is_null(), "{context}"),
         }
-        let loss = number(&json, "final_loss");
-        assert!(loss.is_finite() && loss > 0.0, "{context}");
+        for key in ["train_loss_last_tenth", "last_batch_loss", "valid_loss"] {
+            let loss = number(&json, key);
+            assert!(loss.is_finite() && loss > 0.0, "{key}: {context}");
+        }
+        // 30 steps: the first two warm up (5%, rounded), the cosine ends at a hundredth.
+        assert_eq!((&json["peak_lr"], &json["warmup_steps"]), (&0.002.into(), &2.into()), "{context}");
+        assert!((number(&json, "final_lr") - 2e-5).abs() < 1e-15, "{context}");
         let accuracy = number(&json, "valid_accuracy");
         assert!((0.0..=1.0).contains(&accuracy), "{context}");
         assert!(number(&json, "peak_bytes") > 0.0, "{context}");
@@ -82,13 +88,13 @@ fn precision_comes_from_the_environment_when_no_flag_is_given() {
 
 #[test]
 fn half_precision_losses_track_32_true() {
-    let reference = final_loss("32-true");
+    let reference = train_loss("32-true");
     for (precision, tolerance) in [("bf16-mixed", 0.05), ("16-mixed", 0.05), ("64-true", 0.001)] {
-        let loss = final_loss(precision);
+        let loss = train_loss(precision);
         let relative = (loss - reference).abs() / reference;
         assert!(
             relative <= tolerance,
-            "{precision}: final loss {loss} vs 32-true {reference}: {:.3}% apart (limit {}%)",
+            "{precision}: train loss {loss} vs 32-true {reference}: {:.3}% apart (limit {}%)",
             100.0 * relative,
             100.0 * tolerance
         );
@@ -187,7 +193,7 @@ fn wgpu_trains_16_mixed_and_refuses_bf16() {
     let (run, dir) = train("wgpu-16-true", "wgpu", &["--precision", "16-true"], None);
     let json = run.json();
     assert_eq!((&json["precision"], &json["param_dtype"]), (&"16-true".into(), &"f16".into()), "{json}");
-    assert!(json["final_loss"].as_f64().is_some_and(f64::is_finite), "{json}");
+    assert!(json["train_loss_last_tenth"].as_f64().is_some_and(f64::is_finite), "{json}");
     let _ = std::fs::remove_dir_all(dir);
 
     let (run, dir) = train("wgpu-bf16", "wgpu", &["--precision", "bf16-mixed"], None);
@@ -208,7 +214,15 @@ fn renderer_and_model_values_are_checked() {
     let tui = run("train", &["--renderer", "tui", "--steps", "1"], None);
     assert_eq!(tui.code(), Some(2), "{}", tui.describe());
     assert!(tui.stderr().contains("not a terminal") && tui.stderr().contains("quiet"), "{}", tui.describe());
-    for (flag, bad, valid) in [("--renderer", "sparkly", &["auto", "tui", "quiet"][..]), ("--model", "cnn", &["transformer", "mlp"])] {
+    #[rustfmt::skip]
+    let refused = [
+        ("--renderer", "sparkly", &["auto", "tui", "quiet"][..]),
+        ("--model", "cnn", &["transformer", "mlp"]),
+        ("--warmup-fraction", "1.5", &["[0, 1)"]),
+        // Burn's schedulers take rates in (0, 1].
+        ("--lr", "2", &["at most 1"]),
+    ];
+    for (flag, bad, valid) in refused {
         let run = run("train", &[flag, bad], None);
         assert_eq!(run.code(), Some(2), "{}", run.describe());
         let stderr = run.stderr();
@@ -262,7 +276,7 @@ fn wgpu_trains_data_parallel_on_two_devices_and_bad_device_lists_are_refused() {
     // --steps counts optimizer steps: each device takes its own batch of 64 per step.
     assert_eq!(json["train_items"], 30 * 64 * 2, "{json}");
     assert!(json["loss_scale"].as_f64().is_some_and(|s| s > 0.0), "{json}");
-    let loss = number(&json, "final_loss");
+    let loss = number(&json, "train_loss_last_tenth");
     assert!(loss.is_finite() && loss > 0.0, "{json}");
     assert!(run.stderr().contains("2 devices"), "{}", run.describe());
     let _ = std::fs::remove_dir_all(dir);

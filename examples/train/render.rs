@@ -1,6 +1,6 @@
-//! Progress display and metric recording. Every run records the last value of each metric
-//! and the training loss of every step (for the summary, the comparison's CSV and plot);
-//! the display is burn-train's terminal UI when the output is a terminal, and otherwise a
+//! Progress display and metric recording. Every run records the training loss of every
+//! step and when it came (for the summary, the step time, the comparison's CSV and plot)
+//! and the last value of each metric (for the quiet lines); the display is burn-train's terminal UI when the output is a terminal, and otherwise a
 //! quiet line on stderr every few seconds, so that stdout keeps only the summary and the
 //! JSON line when it is piped or captured.
 
@@ -56,6 +56,7 @@ pub struct MetricValues {
 #[derive(Default)]
 struct Values {
     names: HashMap<MetricId, String>,
+    /// The last value of each training and validation metric.
     train: HashMap<String, f64>,
     valid: HashMap<String, f64>,
     /// The training loss of every step, and when it arrived.
@@ -65,11 +66,6 @@ struct Values {
 impl MetricValues {
     fn lock(&self) -> std::sync::MutexGuard<'_, Values> {
         self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The value of training metric `name` at the last training step.
-    pub fn train(&self, name: &str) -> Option<f64> {
-        self.lock().train.get(name).copied()
     }
 
     /// The training loss of every step, in order.

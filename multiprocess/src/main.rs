@@ -15,13 +15,13 @@
 //! died or hangs), and `launch` exits 1 when any node failed. Reference: docs/multi-process.md.
 
 #[allow(dead_code)]
-#[path = "../../examples/train/data.rs"]
+#[path = "../../examples/common/data.rs"]
 mod data;
 #[allow(dead_code)]
-#[path = "../../examples/train/sequence.rs"]
+#[path = "../../examples/common/sequence.rs"]
 mod sequence;
 #[allow(dead_code)]
-#[path = "../../examples/train/transformer.rs"]
+#[path = "../../examples/common/transformer.rs"]
 mod transformer;
 
 mod cli;

@@ -1,5 +1,5 @@
-//! The training loop every process runs: the transformer of `examples/train` on its share
-//! of each global batch, the gradients averaged over the processes between backward and
+//! The training loop every process runs: the training example's transformer
+//! (`examples/common/transformer.rs`) on its share of each global batch, the gradients averaged over the processes between backward and
 //! the optimizer step, under any precision. With one process and no collective it is the
 //! reference run on the whole global batch.
 //!

@@ -10,7 +10,7 @@
 use rand::RngExt;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Stream, rng};
+use super::data::{Stream, rng};
 
 /// Tokens per sequence.
 pub const SEQ_LEN: usize = 16;

@@ -5,16 +5,16 @@
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Int, Tensor};
+use burn::tensor::{ElementConversion, Tensor};
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 use burn_mixed::MixedPrecision;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{self, DataSpec};
-use crate::mlp::{Classifier, MlpSpec};
-use crate::sequence::{self, SequenceSpec};
-use crate::task::{Batch, Inputs, TaskSpec};
-use crate::transformer::{SequenceModel, TransformerSpec};
+use super::data::{self, DataSpec};
+use super::mlp::{Classifier, MlpSpec};
+use super::sequence::{self, SequenceSpec};
+use super::task::{Batch, Inputs, TaskSpec};
+use super::transformer::{SequenceModel, TransformerSpec};
 
 /// `--model`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -75,7 +75,6 @@ pub enum ModelSpec {
 }
 
 impl ModelSpec {
-    #[allow(dead_code)] // the inference example's
     pub fn kind(&self) -> ModelKind {
         match self {
             ModelSpec::Transformer(_) => ModelKind::Transformer,
@@ -127,11 +126,6 @@ impl<B: Backend> Net<B> {
         ClassificationOutput::new(loss, logits, batch.targets)
     }
 
-    /// The predicted class of each row of logits.
-    pub fn predict(&self, inputs: Inputs<B>) -> Result<Tensor<B, 1, Int>, String> {
-        Ok(self.forward_f32(inputs)?.argmax(1).flatten(0, 1))
-    }
-
     /// A weight of the first layer, e.g. to read the dtype parameters are stored in.
     pub fn first_weight(&self) -> Tensor<B, 2> {
         match self {
@@ -160,9 +154,19 @@ impl<B: Backend> InferenceStep for Net<B> {
     }
 }
 
-/// Fraction of `batch`'s targets (items or tokens) the model predicts right.
-pub fn accuracy<B: Backend>(model: &Net<B>, batch: Batch<B>) -> Result<f64, String> {
+/// How a model does on an evaluation set.
+pub struct Evaluation {
+    /// The mean cross-entropy over the targets.
+    pub loss: f64,
+    /// The fraction of targets (items or tokens) predicted right.
+    pub accuracy: f64,
+}
+
+/// The model's loss and accuracy on `batch`, a whole evaluation set in one batch.
+pub fn evaluate<B: Backend>(model: &Net<B>, batch: Batch<B>) -> Result<Evaluation, String> {
     let n = batch.targets.dims()[0];
-    let correct = model.predict(batch.inputs)?.equal(batch.targets).int().sum().into_scalar();
-    Ok(correct.elem::<f64>() / n as f64)
+    let logits = model.forward_f32(batch.inputs)?;
+    let loss = CrossEntropyLossConfig::new().init(&logits.device()).forward(logits.clone(), batch.targets.clone());
+    let correct = logits.argmax(1).flatten::<1>(0, 1).equal(batch.targets).int().sum().into_scalar();
+    Ok(Evaluation { loss: loss.into_scalar().elem::<f64>(), accuracy: correct.elem::<f64>() / n as f64 })
 }

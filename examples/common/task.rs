@@ -7,8 +7,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::data::{self, DataSpec, Sample};
-use crate::sequence::{self, Sequence, SequenceSpec};
+use super::data::{self, DataSpec, Sample};
+use super::sequence::{self, Sequence, SequenceSpec};
 
 /// One training or validation item of either task.
 #[derive(Clone, Debug)]
@@ -17,8 +17,6 @@ pub enum Item {
     Sequence(Sequence),
 }
 
-// The listing is the inference example's; the training example includes this file too.
-#[allow(dead_code)]
 impl Item {
     /// The item and its target(s), next to `predicted` (one class per target), for the
     /// inference example's listing.

@@ -4,6 +4,7 @@
 //! ```sh
 //! cargo run --release --example train                                  # transformer, 32-true, Flex
 //! cargo run --release --example train -- --precision bf16-mixed --steps 200
+//! cargo run --release --example train -- --lr 1e-3 --warmup-fraction 0.1
 //! cargo run --release --example train -- --compare all                 # every precision, a table and a plot
 //! cargo run --release --example train -- --model mlp --compare 32-true,16-mixed
 //! BURN_PRECISION=16-mixed cargo run --release --example train
@@ -12,41 +13,29 @@
 //! ```
 //!
 //! The training code is plain burn-train: a `TrainStep` that calls `loss.backward()`, a
-//! `Learner` and `SupervisedTraining`. Mixed precision is `MixedPrecision::setup` on the
+//! `Learner` with a learning-rate schedule (a linear warm-up, then a cosine decay: burn's
+//! own schedulers, in `schedule.rs`) and `SupervisedTraining`. Mixed precision is `MixedPrecision::setup` on the
 //! model and optimizer (the model comes back bound to its precision, and burn-train runs its
 //! steps, training and validation, inside that precision on its own threads),
 //! `MixedPrecision::input`/`output` in the models' forward passes, and two optional metrics
 //! for the loss scaler. Progress goes to burn-train's terminal UI or to stderr; stdout gets
 //! a summary (or the comparison's table) and, as its last line, one JSON object.
+//!
+//! Here: `compare.rs` (the table, CSV and JSON of `--compare`), `plot.rs` (its PNG),
+//! `devices.rs` (`--devices`, `--strategy`), `render.rs` (progress and per-step recording),
+//! `report.rs` (a run's results), `schedule.rs`. Shared with the inference example, in
+//! `examples/common/`: the tasks, the models, the artifacts and the GPU adapter check.
 
-#[path = "train/adapter.rs"]
-mod adapter;
-#[path = "train/artifacts.rs"]
-mod artifacts;
-#[path = "train/compare.rs"]
+#[path = "../common/mod.rs"]
+mod common;
 mod compare;
-#[path = "../support/counting_alloc.rs"]
+#[path = "../../support/counting_alloc.rs"]
 mod counting_alloc;
-#[path = "train/data.rs"]
-mod data;
-#[path = "train/devices.rs"]
 mod devices;
-#[path = "train/mlp.rs"]
-mod mlp;
-#[path = "train/model.rs"]
-mod model;
-#[path = "train/plot.rs"]
 mod plot;
-#[path = "train/render.rs"]
 mod render;
-#[path = "train/report.rs"]
 mod report;
-#[path = "train/sequence.rs"]
-mod sequence;
-#[path = "train/task.rs"]
-mod task;
-#[path = "train/transformer.rs"]
-mod transformer;
+mod schedule;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -63,14 +52,16 @@ use burn_mixed::train::ScalerMetric;
 use burn_mixed::{Mixed, MixedPrecision, Precision, Prepared};
 use clap::Parser;
 
-use artifacts::SavedConfig;
+use common::adapter;
+use common::artifacts::{self, SavedConfig};
+use common::model::{self, ModelKind};
+use common::task::{self, TaskBatcher};
 use compare::CompareList;
 use counting_alloc::CountingAlloc;
 use devices::{DeviceList, StrategyKind};
-use model::ModelKind;
 use render::{MetricValues, Recorder, RendererKind};
 use report::Outcome;
-use task::TaskBatcher;
+use schedule::WarmupCosine;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc;
@@ -158,9 +149,14 @@ struct Args {
     /// the system's temporary directory.
     #[arg(long)]
     artifacts: Option<PathBuf>,
-    /// Adam's learning rate. Default: 2e-3 for the transformer, 1e-2 for the MLP.
+    /// Adam's peak learning rate, reached after the warm-up; a cosine then decays it to a
+    /// hundredth by the last step. Default: 2e-3 for the transformer, 1e-2 for the MLP.
     #[arg(long)]
     lr: Option<f64>,
+    /// The fraction of the steps that warm up, their learning rate climbing linearly
+    /// towards --lr. 0: none, the first step at the peak.
+    #[arg(long, default_value_t = 0.05, value_parser = schedule::parse_warmup_fraction)]
+    warmup_fraction: f64,
     /// Adam's epsilon. Default: 1e-4 under 16-true and bf16-true (which may fall back to
     /// 16-true), else Burn's 1e-5. Under 16-true Adam's moments are f16, where its epsilon
     /// (times the bias correction: 3e-7 at step 1) and the second moment of small gradients
@@ -318,7 +314,12 @@ fn train<X: DeviceList>(
     let (train_set, valid) = (task.train_dataset().map_err(Failure::io)?, task.valid().map_err(Failure::io)?);
     let (train_items, valid_items) = (train_set.len(), valid.len());
     let epochs = if args.steps.is_some() { 1 } else { args.epochs };
-    let lr = args.lr.unwrap_or(args.model.default_lr());
+    // Each device takes a contiguous share of the training set; the epoch ends with the
+    // shortest share.
+    let steps = epochs * (train_items / replicas).div_ceil(args.batch_size);
+    // Every precision trains with the same schedule, checked before anything is set up.
+    let warmup_steps = (args.warmup_fraction * steps as f64).round() as usize;
+    let schedule = WarmupCosine::new(args.lr.unwrap_or(args.model.default_lr()), steps, warmup_steps).map_err(Failure::usage)?;
     let adam_epsilon = args.adam_epsilon.unwrap_or(if requested.is_true_half() { 1e-4 } else { 1e-5 });
 
     // The same seed gives every precision the same f32 initial weights. Creating them fixes
@@ -356,9 +357,6 @@ fn train<X: DeviceList>(
         training =
             training.metric_train_numeric(ScalerMetric::loss_scale(scaler)).metric_train_numeric(ScalerMetric::skipped_steps(scaler));
     }
-    // Each device takes a contiguous share of the training set; the epoch ends with the
-    // shortest share.
-    let steps = epochs * (train_items / replicas).div_ceil(args.batch_size);
     let on = match replicas {
         1 => Train::<X>::name(device),
         n => format!("{n} devices ({:?}, strategy {:?})", devices, args.strategy),
@@ -371,13 +369,13 @@ fn train<X: DeviceList>(
     // Peak memory is that of training (steps and validation passes): above what is live
     // before it (data, parameters), and not counting the evaluation below.
     let memory_base = CountingAlloc::reset_peak();
-    let trained = training.launch(Learner::new(model, optimizer, lr)).model;
+    let trained = training.launch(Learner::new(model, optimizer, schedule.clone())).model;
     let peak_bytes = CountingAlloc::peak_bytes().saturating_sub(memory_base);
 
     // The trained model's inference version (`Mixed<X>`, as burn-train returns it), under
     // its precision, on the whole validation set.
-    let valid_accuracy =
-        trained.run(|m| model::accuracy(m, task::batch(&valid, device))).map_err(|e| Failure::io(e.to_string()))?.map_err(Failure::io)?;
+    let evaluation =
+        trained.run(|m| model::evaluate(m, task::batch(&valid, device))).map_err(|e| Failure::io(e.to_string()))?.map_err(Failure::io)?;
     let param_dtype = format!("{:?}", trained.module().first_weight().dtype()).to_lowercase();
     let losses = values.losses(replicas);
 
@@ -396,10 +394,14 @@ fn train<X: DeviceList>(
         batch_size: args.batch_size,
         train_items,
         seed: args.seed,
-        lr,
+        peak_lr: schedule.peak(),
+        warmup_steps: schedule.warmup_steps(),
+        final_lr: schedule.final_rate(),
         adam_epsilon,
-        final_loss: if replicas == 1 { values.train("Loss") } else { losses.last().copied() },
-        valid_accuracy,
+        train_loss_last_tenth: report::tail_mean(&losses),
+        last_batch_loss: losses.last().copied(),
+        valid_loss: evaluation.loss,
+        valid_accuracy: evaluation.accuracy,
         valid_items,
         param_dtype,
         skipped_steps: scaler.as_ref().map_or(0, |s| s.skipped_steps()),
@@ -409,5 +411,6 @@ fn train<X: DeviceList>(
         peak_bytes: backend.is_host().then_some(peak_bytes),
         artifacts: dir.to_path_buf(),
         losses,
+        learning_rates: schedule.rates(),
     })
 }

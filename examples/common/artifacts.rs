@@ -10,8 +10,8 @@ use burn::tensor::backend::Backend;
 use burn_mixed::Precision;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ModelSpec, Net};
-use crate::task::TaskSpec;
+use super::model::{ModelSpec, Net};
+use super::task::TaskSpec;
 
 /// Parameters are stored as f32 whatever the precision: exact for f16, bf16 and f32
 /// (64-true weights are rounded to f32; loading converts back for the precision).
@@ -47,7 +47,6 @@ pub fn save<B: Backend>(dir: &Path, model: Net<B>, config: &SavedConfig) -> Resu
 }
 
 /// Reads `config.json` from `dir`.
-#[allow(dead_code)]
 pub fn load_config(dir: &Path) -> Result<SavedConfig, String> {
     let path = config_path(dir);
     let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -56,7 +55,6 @@ pub fn load_config(dir: &Path) -> Result<SavedConfig, String> {
 
 /// A model with the widths of `config`, holding the parameters of `dir`'s `model.mpk`
 /// (in f32; `MixedPrecision::setup_module` converts them for the precision).
-#[allow(dead_code)]
 pub fn load_model<B: Backend>(dir: &Path, config: &SavedConfig, device: &B::Device) -> Result<Net<B>, String> {
     let path = model_path(dir);
     config
