@@ -91,6 +91,8 @@ impl ModelSpec {
     }
 }
 
+// One model per run, built once: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum Net<B: Backend> {
     Transformer(SequenceModel<B>),
