@@ -38,7 +38,9 @@ thread_local! {
 /// Casts served from the cache (`hits`) and made and stored (`misses`) on this thread.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CastCacheStats {
+    /// Casts answered with a tensor cast before.
     pub hits: u64,
+    /// Casts made (and stored).
     pub misses: u64,
 }
 
@@ -55,6 +57,7 @@ pub fn cast_cache_stats() -> CastCacheStats {
     STATS.with(Cell::get)
 }
 
+/// Sets this thread's cache counters to zero.
 pub fn reset_cast_cache_stats() {
     STATS.with(|s| s.set(CastCacheStats::default()));
 }

@@ -34,7 +34,7 @@ macro_rules! autocast_policy {
         /// An op (or family of ops) that `Mixed` intercepts, named as in the policy table.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         #[repr(u8)]
-        pub enum Op { $($($op,)*)* }
+        pub enum Op { $($(#[doc = concat!("`", stringify!($op), "`: ", stringify!($policy), " in the default table.")] $op,)*)* }
 
         impl Op {
             /// Every intercepted op, in table order.

@@ -125,7 +125,9 @@ pub trait HostKernels: Backend + sealed::Sealed {
 /// The element-wise binary ops with host kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BinaryOp {
+    /// `lhs + rhs`.
     Add,
+    /// `lhs * rhs`.
     Mul,
 }
 

@@ -65,22 +65,35 @@ pub fn host_kernels_enabled() -> bool {
 /// since the last [`reset_host_kernel_calls`]: to check that a model takes the fast path.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HostKernelCalls {
+    /// Products, batched or not (a linear layer's gradients included).
     pub matmul: u64,
+    /// Linear layers' forward products (bias fused).
     pub linear: u64,
+    /// Column sums: a linear layer's bias gradient.
     pub sum_to_last: u64,
+    /// Relu forward.
     pub relu: u64,
+    /// Relu backward.
     pub relu_backward: u64,
+    /// Gelu forward.
     pub gelu: u64,
+    /// Gelu backward.
     pub gelu_backward: u64,
+    /// 2-d convolutions' forward.
     pub conv2d: u64,
+    /// 2-d convolutions' input and weight gradients.
     pub conv2d_backward: u64,
+    /// Casts between f32 and f16/bf16.
     pub cast: u64,
     /// Element-wise add and mul.
     pub binary: u64,
     /// Attention's softmax (f32 scores to half probabilities).
     pub softmax: u64,
+    /// Attention's softmax backward.
     pub softmax_backward: u64,
+    /// Layer norm forward (under the -true precisions).
     pub layer_norm: u64,
+    /// Layer norm backward.
     pub layer_norm_backward: u64,
 }
 
