@@ -34,3 +34,6 @@ pub use precision::{PRECISION_ENV, Precision, PrecisionError};
 pub use region::{PrecisionRegion, RegionError, RegionGuard};
 pub use scaler::{GradScaler, GradScalerConfig, PrecisionOptimizer};
 pub use setup::{MixedPrecision, Prepared, SetupError};
+
+#[cfg(test)]
+mod error_debug_tests;

@@ -6,8 +6,29 @@
 //! The bare aliases follow Lightning so scripts and configs port over unchanged: `"32"` and
 //! `"64"` are the `-true` modes, while `"16"` and `"bf16"` are the *mixed* modes, since a
 //! bare half precision almost always means AMP rather than pure half training.
-//! The choice can come from a `--precision` flag (clap), a config file (serde) or the
+//! The choice can come from a `--precision` flag, a config file (serde) or the
 //! [`PRECISION_ENV`] variable; [`Precision::resolve`] refuses to silently pick one.
+//! [`Precision`] implements [`FromStr`], so clap parses the flag with no feature of this
+//! crate (its error lists the valid values):
+//!
+//! ```
+//! use burn_mixed::Precision;
+//! use clap::Parser;
+//!
+//! #[derive(Parser)]
+//! struct Args {
+//!     /// Training precision, e.g. bf16-mixed.
+//!     #[arg(long)]
+//!     precision: Option<Precision>,
+//! }
+//!
+//! let args = Args::parse_from(["train", "--precision", "bf16-mixed"]);
+//! // A program calls `Precision::resolve(args.precision)`, which also reads BURN_PRECISION;
+//! // here the environment is given, so that the example does not depend on the shell's.
+//! let precision = Precision::resolve_with(args.precision, None)?;
+//! assert_eq!(precision, Precision::MixedBf16);
+//! # Ok::<(), burn_mixed::PrecisionError>(())
+//! ```
 
 use std::fmt;
 use std::str::FromStr;
@@ -182,7 +203,7 @@ impl fmt::Display for Precision {
 }
 
 /// Why a precision could not be parsed or resolved.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum PrecisionError {
     /// The value is not one of [`valid_values`].
     Invalid {
@@ -211,6 +232,15 @@ impl fmt::Display for PrecisionError {
                  remove one or make them agree"
             ),
         }
+    }
+}
+
+/// The [`Display`](fmt::Display) message: a `main` returning `Result<(), Box<dyn Error>>`
+/// prints an error's `Debug`, and that should say what is wrong and what to do. The
+/// variants hold the same facts as fields, for code that matches on them.
+impl fmt::Debug for PrecisionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -39,7 +39,7 @@ pub struct PrecisionRegion {
 }
 
 /// Why a region could not be entered.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum RegionError {
     /// The thread is inside the region of another model whose loss scaler differs: a
     /// backward pass there could be scaled by only one of them.
@@ -56,6 +56,15 @@ impl fmt::Display for RegionError {
                  GradScaler between the models (MixedPrecision::with_shared_scaler) or run them one after the other"
             ),
         }
+    }
+}
+
+/// The [`Display`](fmt::Display) message: a `main` returning `Result<(), Box<dyn Error>>`
+/// prints an error's `Debug`, and that should say what is wrong and what to do. The
+/// variants hold the same facts as fields, for code that matches on them.
+impl fmt::Debug for RegionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

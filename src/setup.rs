@@ -31,7 +31,7 @@ use crate::region::PrecisionRegion;
 use crate::scaler::{GradScaler, GradScalerConfig, PrecisionOptimizer, ScalerConfigError};
 
 /// Why a precision could not be set up.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum SetupError {
     /// The backend cannot compute in the precision's dtype on this device.
     Unsupported { precision: Precision, backend: String, dtype: &'static str, working: Vec<Precision> },
@@ -57,6 +57,15 @@ impl fmt::Display for SetupError {
             }
             SetupError::Scaler(err) => write!(f, "{err}"),
         }
+    }
+}
+
+/// The [`Display`](fmt::Display) message: a `main` returning `Result<(), Box<dyn Error>>`
+/// prints an error's `Debug`, and that should say what is wrong and what to do. The
+/// variants hold the same facts as fields, for code that matches on them.
+impl fmt::Debug for SetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

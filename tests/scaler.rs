@@ -4,12 +4,18 @@
 mod common;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams, Optimizer, SgdConfig};
+use burn::record::{
+    BinFileRecorder, BinGzFileRecorder, FileRecorder, FullPrecisionSettings, JsonGzFileRecorder, NamedMpkFileRecorder,
+    NamedMpkGzFileRecorder, PrettyJsonFileRecorder, Record, Recorder, RecorderError,
+};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{FloatDType, Tensor};
 use burn_mixed::autocast::autocast;
+use burn_mixed::scaler::ScalerRecord;
 use burn_mixed::{GradScalerConfig, MixedPrecision, Precision, PrecisionModule};
 use common::{Net, Train, data, param_state_bytes, record_bytes};
 
@@ -135,12 +141,129 @@ fn resuming_from_a_checkpoint_continues_the_trajectory() {
 
     let (all_scales, full_model, _) = resumable_run(start.clone(), None, 0..9);
     let (mut scales, half_model, checkpoint) = resumable_run(start, None, 0..5);
-    assert!(checkpoint.1.contains("growth_tracker"), "the scaler's state is in the optimizer record");
+    let saved = checkpoint.1.state.as_ref().expect("the scaler's state is in the optimizer record");
+    assert_eq!((saved.steps, saved.skipped_steps, saved.scale), (5, 2, 512.0));
     let (rest, final_model, _) = resumable_run(fresh(half_model.into_record()), Some(checkpoint), 5..9);
     scales.extend(rest);
     assert_eq!(scales, all_scales, "scale trajectory");
     assert_eq!(scales, vec![1024.0, 512.0, 512.0, 1024.0, 512.0, 256.0, 256.0, 512.0, 512.0]);
     assert_eq!(record_bytes(final_model.into_record()), record_bytes(full_model.into_record()), "parameters");
+}
+
+/// The inner optimizer's half of [`OptimRecord`].
+type AdamRecord = <AdamOptim as Optimizer<Net<Train>, Train>>::Record;
+
+/// A scratch folder for checkpoint files, removed on drop.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new(test: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("burn-mixed-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("a temp dir");
+        Self(path)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Saves `record` with `recorder` in `dir`, then loads it as the current optimizer record.
+fn save_then_load<R: FileRecorder<Train>>(recorder: R, dir: &ScratchDir, record: impl Record<Train>) -> Result<OptimRecord, RecorderError> {
+    let path = dir.0.join(std::any::type_name::<R>().replace(['<', '>', ':', ' ', ','], "_"));
+    recorder.record(record, path.clone()).expect("the record saves");
+    recorder.load(path, &Default::default())
+}
+
+/// burn-train's file recorders store the scaler's state as fields: JSON shows them.
+#[test]
+fn checkpoints_hold_the_scaler_state_as_fields() {
+    let device = Default::default();
+    let (_, _, checkpoint) = resumable_run(Net::new(&device, 8, 4), None, 0..5);
+    let state = checkpoint.1.state.clone().expect("16-mixed");
+    let dir = ScratchDir::new("fields");
+    let path = dir.0.join("optimizer");
+    PrettyJsonFileRecorder::<FullPrecisionSettings>::new().record(checkpoint.clone(), path.clone()).expect("saves");
+    let text = std::fs::read_to_string(path.with_extension("json")).expect("the checkpoint file");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let scaler = &json["item"][1];
+    assert_eq!(scaler["format"], ScalerRecord::FORMAT);
+    assert_eq!(scaler["state"]["scale"], 512.0);
+    assert_eq!(scaler["state"]["steps"], 5);
+    assert_eq!(scaler["state"]["growth_tracker"], u64::from(state.growth_tracker));
+    assert_eq!(scaler["state"]["config"]["init_scale"], 1024.0);
+    let back = |loaded: Result<OptimRecord, RecorderError>| loaded.expect("loads").1.state;
+    assert_eq!(back(save_then_load(NamedMpkFileRecorder::<FullPrecisionSettings>::new(), &dir, checkpoint.clone())), Some(state.clone()));
+    assert_eq!(back(save_then_load(BinFileRecorder::<FullPrecisionSettings>::new(), &dir, checkpoint.clone())), Some(state.clone()));
+    assert_eq!(back(save_then_load(PrettyJsonFileRecorder::<FullPrecisionSettings>::new(), &dir, checkpoint)), Some(state));
+}
+
+/// Checkpoints written before `ScalerRecord` stored the scaler's state as `serde_json`'s
+/// string in the optimizer record's second half. Every file recorder's checkpoint of that
+/// layout loads, with the same state, and a run resumed from it continues bit for bit.
+#[test]
+fn checkpoints_of_earlier_versions_load_and_resume() {
+    let device = Default::default();
+    let start = Net::<Train>::new(&device, 8, 4);
+    let (all_scales, full_model, _) = resumable_run(start.clone(), None, 0..9);
+    let (mut scales, half_model, (inner, scaler)) = resumable_run(start, None, 0..5);
+    let state = scaler.state.expect("16-mixed");
+    let legacy: (AdamRecord, String) = (inner, serde_json::to_string(&state).expect("plain data"));
+    let dir = ScratchDir::new("legacy");
+    let loaded = [
+        save_then_load(NamedMpkFileRecorder::<FullPrecisionSettings>::new(), &dir, legacy.clone()),
+        save_then_load(NamedMpkGzFileRecorder::<FullPrecisionSettings>::new(), &dir, legacy.clone()),
+        save_then_load(BinFileRecorder::<FullPrecisionSettings>::new(), &dir, legacy.clone()),
+        save_then_load(BinGzFileRecorder::<FullPrecisionSettings>::new(), &dir, legacy.clone()),
+        save_then_load(PrettyJsonFileRecorder::<FullPrecisionSettings>::new(), &dir, legacy.clone()),
+        save_then_load(JsonGzFileRecorder::<FullPrecisionSettings>::new(), &dir, legacy),
+    ];
+    let loaded = loaded.map(|record| record.unwrap_or_else(|err| panic!("an old checkpoint loads: {err}")));
+    for (i, record) in loaded.iter().enumerate() {
+        assert_eq!(record.1.state.as_ref(), Some(&state), "recorder {i}");
+    }
+    let fresh = Net::<Train>::new(&device, 8, 4).load_record(half_model.into_record());
+    let checkpoint = loaded[0].clone();
+    let (rest, final_model, _) = resumable_run(fresh, Some(checkpoint), 5..9);
+    scales.extend(rest);
+    assert_eq!(scales, all_scales, "scale trajectory");
+    assert_eq!(record_bytes(final_model.into_record()), record_bytes(full_model.into_record()), "parameters");
+
+    // Saved without a scaler (any other precision): an empty string, which loads as none.
+    let [(inner, _), ..] = loaded;
+    let without: (AdamRecord, String) = (inner, String::new());
+    let record = save_then_load(BinFileRecorder::<FullPrecisionSettings>::new(), &dir, without).expect("loads");
+    assert_eq!(record.1, ScalerRecord::default());
+}
+
+/// A damaged old-layout string, or a layout this version does not know, fails the load
+/// with a message that says what is wrong and what to do.
+#[test]
+fn unreadable_scaler_records_are_refused_clearly() {
+    let device = Default::default();
+    let (_, _, (inner, _)) = resumable_run(Net::new(&device, 8, 4), None, 0..1);
+    let dir = ScratchDir::new("refused");
+    let cases = [
+        (r#"{"config": {"init_scale": "#, ["layout of earlier burn-mixed versions", "ScalerRecord::default()"]),
+        ("burn-mixed/scaler-state/9", ["unknown format `burn-mixed/scaler-state/9`", "needs that version"]),
+    ];
+    for (string, expected) in cases {
+        let damaged: (AdamRecord, String) = (inner.clone(), string.to_owned());
+        let errors = [
+            save_then_load(NamedMpkFileRecorder::<FullPrecisionSettings>::new(), &dir, damaged.clone()),
+            save_then_load(BinFileRecorder::<FullPrecisionSettings>::new(), &dir, damaged.clone()),
+            save_then_load(PrettyJsonFileRecorder::<FullPrecisionSettings>::new(), &dir, damaged),
+        ];
+        for error in errors {
+            let Err(err) = error else { panic!("{string:?} is refused") };
+            let message = err.to_string();
+            for part in expected {
+                assert!(message.contains(part), "{part:?} missing from: {message}");
+            }
+        }
+    }
 }
 
 #[test]

@@ -50,7 +50,7 @@ pub(crate) fn active_dtype() -> Option<FloatDType> {
 }
 
 /// Why autocast could not be turned on.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum AutocastError {
     /// Autocast runs ops in f16 or bf16; another dtype was asked for.
     NotHalf { dtype: FloatDType },
@@ -93,6 +93,15 @@ impl fmt::Display for AutocastError {
                 }
             }
         }
+    }
+}
+
+/// The [`Display`](fmt::Display) message: a `main` returning `Result<(), Box<dyn Error>>`
+/// prints an error's `Debug`, and that should say what is wrong and what to do. The
+/// variants hold the same facts as fields, for code that matches on them.
+impl fmt::Debug for AutocastError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -72,7 +72,7 @@ pub fn replicate<B: AutodiffBackend, M: AutodiffModule<B>>(module: M, device: &B
 }
 
 /// A device list that cannot train data-parallel, found before training starts.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum DataParallelError {
     /// No device at all.
     NoDevices,
@@ -136,6 +136,15 @@ impl fmt::Display for DataParallelError {
                 model.join(", ")
             ),
         }
+    }
+}
+
+/// The [`Display`](fmt::Display) message: a `main` returning `Result<(), Box<dyn Error>>`
+/// prints an error's `Debug`, and that should say what is wrong and what to do. The
+/// variants hold the same facts as fields, for code that matches on them.
+impl fmt::Debug for DataParallelError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -5,9 +5,12 @@
 //! - [`GradScaler`]: the shared handle the optimizer wrapper and the metrics read, and
 //!   through which `Mixed`'s `backward` multiplies the loss by the current scale (reached
 //!   through the precision region the backward runs in, never through the device);
-//! - `optim`: unscaling, the one-sync overflow check and the skip, around any optimizer.
+//! - `optim`: unscaling, the one-sync overflow check and the skip, around any optimizer;
+//! - [`ScalerRecord`]: the scaler's state in the optimizer's Burn record (checkpoints).
 
+mod legacy_json;
 mod optim;
+mod record;
 mod replicas;
 mod state;
 
@@ -17,6 +20,7 @@ use std::time::Duration;
 use replicas::ReplicaGroup;
 
 pub use optim::PrecisionOptimizer;
+pub use record::ScalerRecord;
 pub use state::{CollapseAction, GradScalerConfig, LossScale, ScalerCollapse, ScalerConfigError, ScalerState, StepReport};
 
 /// A loss scaler shared by the optimizer wrapper(s), the metrics and `Mixed`'s `backward`.

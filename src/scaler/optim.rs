@@ -7,7 +7,7 @@ use burn::optim::{GradientsParams, MultiGradientsParams, Optimizer};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Bool, ElementConversion, Tensor};
 
-use super::{GradScaler, ScalerState, Verdict};
+use super::{GradScaler, ScalerRecord, Verdict};
 use crate::autocast::{clear_cast_cache, no_autocast};
 use crate::module::PrecisionModule;
 
@@ -81,9 +81,10 @@ where
     B: AutodiffBackend,
     O: Optimizer<M, B>,
 {
-    /// The inner optimizer's record and the scaler's state (JSON; empty without scaler),
-    /// so burn-train's checkpointer saves and restores the scale trajectory.
-    type Record = (O::Record, String);
+    /// The inner optimizer's record and the scaler's state (`None` without a scaler), so
+    /// burn-train's checkpointer saves and restores the scale trajectory. Checkpoints of
+    /// earlier versions, whose second half was the state as a JSON string, load too.
+    type Record = (O::Record, ScalerRecord);
 
     fn step(&mut self, lr: LearningRate, module: PrecisionModule<M>, grads: GradientsParams) -> PrecisionModule<M> {
         self.guarded_step(
@@ -105,22 +106,17 @@ where
     }
 
     fn to_record(&self) -> Self::Record {
-        let scaler = match &self.scaler {
-            // Serialising plain numbers and enums cannot fail.
-            Some(s) => serde_json::to_string(&s.state()).unwrap_or_default(),
-            None => String::new(),
-        };
-        (self.inner.to_record(), scaler)
+        (self.inner.to_record(), ScalerRecord::new(self.scaler.as_ref().map(GradScaler::state)))
     }
 
+    /// A record without scaler state (saved under another precision) leaves the scaler as it
+    /// is. `Optimizer::load_record` has no error channel: a state that fails validation (a
+    /// checkpoint is outside data) panics with the field and its valid range.
     fn load_record(self, (inner, scaler): Self::Record) -> Self {
-        if let (Some(s), false) = (&self.scaler, scaler.is_empty()) {
-            let restored = serde_json::from_str::<ScalerState>(&scaler)
-                .map_err(|e| e.to_string())
-                .and_then(|state| s.load_state(state).map_err(|e| e.to_string()));
-            if let Err(err) = restored {
-                panic!("cannot restore the GradScaler state from the optimizer record: {err}");
-            }
+        if let (Some(s), Some(state)) = (&self.scaler, scaler.state)
+            && let Err(err) = s.load_state(state)
+        {
+            panic!("cannot restore the GradScaler state from the optimizer record: {err}");
         }
         Self { inner: self.inner.load_record(inner), scaler: self.scaler }
     }

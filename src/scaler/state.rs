@@ -147,7 +147,7 @@ fn check(field: &'static str, value: impl fmt::Display, ok: bool, requirement: i
 }
 
 /// A setting (or, from [`LossScale::from_state`], a saved state field) out of its valid range.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ScalerConfigError {
     field: &'static str,
     value: String,
@@ -177,11 +177,20 @@ impl fmt::Display for ScalerConfigError {
     }
 }
 
+/// The [`Display`](fmt::Display) message: a `main` returning `Result<(), Box<dyn Error>>`
+/// prints an error's `Debug`, and that should say what is wrong and what to do. The
+/// accessors give the same facts, for code that inspects them.
+impl fmt::Debug for ScalerConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 impl std::error::Error for ScalerConfigError {}
 
 /// The run looks collapsed: too many consecutive overflowing steps, or the scale fell below
 /// `collapse_threshold`. A field is `Some` when its condition tripped.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub struct ScalerCollapse {
     /// 1-based number of the step whose update detected the collapse.
     pub step: u64,
@@ -216,6 +225,15 @@ impl fmt::Display for ScalerCollapse {
             "gradients overflow so often that the scale keeps shrinking"
         };
         write!(f, "; {symptom}: {DIAGNOSIS}")
+    }
+}
+
+/// The [`Display`](fmt::Display) message: a `main` returning `Result<(), Box<dyn Error>>`
+/// prints an error's `Debug`, and that should say what is wrong and what to do. The
+/// fields hold the same facts, for code that inspects them.
+impl fmt::Debug for ScalerCollapse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
