@@ -5,6 +5,8 @@
 //! [`MixedPrecision::setup`] binds a model to it ([`PrecisionModule`]), so the precision
 //! applies to that model's work, on whichever thread runs it, and to nothing else.
 
+#![warn(missing_docs)]
+
 // Under Burn's `distributed` feature, `Autodiff<B>` is an autodiff backend only when `B`
 // implements `DistributedBackend`, which Flex and NdArray do not: their training would not
 // compile, with errors deep inside Burn. Say so up front.

@@ -43,7 +43,10 @@ pub struct PrecisionRegion {
 pub enum RegionError {
     /// The thread is inside the region of another model whose loss scaler differs: a
     /// backward pass there could be scaled by only one of them.
-    ConflictingScaler { entering: Precision },
+    ConflictingScaler {
+        /// The precision of the region that could not be entered.
+        entering: Precision,
+    },
 }
 
 impl fmt::Display for RegionError {

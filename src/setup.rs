@@ -34,7 +34,16 @@ use crate::scaler::{GradScaler, GradScalerConfig, PrecisionOptimizer, ScalerConf
 #[derive(Clone, PartialEq)]
 pub enum SetupError {
     /// The backend cannot compute in the precision's dtype on this device.
-    Unsupported { precision: Precision, backend: String, dtype: &'static str, working: Vec<Precision> },
+    Unsupported {
+        /// The precision asked for.
+        precision: Precision,
+        /// The backend's name.
+        backend: String,
+        /// The dtype it cannot compute in.
+        dtype: &'static str,
+        /// The precisions that would run on this device.
+        working: Vec<Precision>,
+    },
     /// The loss scaler's settings are invalid.
     Scaler(ScalerConfigError),
 }
@@ -76,6 +85,8 @@ pub struct Prepared<M, O> {
     /// The model, bound to its precision: hand it to burn-train's `Learner` as it is, or
     /// enter its region in a hand-written loop.
     pub model: PrecisionModule<M>,
+    /// The optimizer, wrapped to step outside autocast and (under 16-mixed) behind the loss
+    /// scaler.
     pub optimizer: PrecisionOptimizer<O>,
     /// The precision in force (differs from the requested one only after a fallback).
     pub precision: Precision,
@@ -109,6 +120,9 @@ impl PartialEq for MixedPrecision {
 }
 
 impl MixedPrecision {
+    /// A setup for `precision`, with the default loss scaler, no fallback, and (for the
+    /// `-true` precisions) the device's default float dtype set to the precision's
+    /// (see [`MixedPrecision::with_device_default_dtype`]).
     pub fn new(precision: Precision) -> Self {
         Self { precision, fallback: false, scaler: GradScalerConfig::default(), shared_scaler: None, default_dtype: true }
     }
@@ -148,6 +162,7 @@ impl MixedPrecision {
         self
     }
 
+    /// The precision asked for (before any fallback).
     pub fn precision(&self) -> Precision {
         self.precision
     }

@@ -283,7 +283,7 @@ fn collapse_is_a_clear_error() {
         match step {
             0 | 1 => model = result.expect("first overflows are skipped"),
             _ => {
-                let panic = result.err().expect("third consecutive overflow stops training");
+                let panic = result.expect_err("third consecutive overflow stops training");
                 let message = panic.downcast_ref::<String>().expect("message");
                 assert!(message.contains("3 consecutive steps overflowed"), "{message}");
                 assert!(message.contains("bf16-mixed"), "suggests a way out: {message}");

@@ -145,8 +145,7 @@ fn half_precision_on_ndarray_is_an_error() {
         let err = MixedPrecision::new(precision)
             .with_fallback(true)
             .setup_module::<Nd, _>(&device, Net::<Nd>::new(&device, 4, 2))
-            .err()
-            .expect("ndarray has no half dtype");
+            .expect_err("ndarray has no half dtype");
         let SetupError::Unsupported { working, .. } = &err else { panic!("unexpected error {err}") };
         assert_eq!(working, &vec![Precision::True32, Precision::True64]);
         let message = err.to_string();
@@ -171,7 +170,7 @@ fn fallback_is_opt_in() {
 fn fallback_on_wgpu_resolves_to_f16_and_converts_inputs_for_it() {
     type W = burn_mixed::Mixed<burn::backend::Wgpu>;
     let device = Default::default();
-    let refused = MixedPrecision::new(Precision::TrueBf16).resolved::<W>(&device).err().expect("no bf16 on wgpu");
+    let refused = MixedPrecision::new(Precision::TrueBf16).resolved::<W>(&device).expect_err("no bf16 on wgpu");
     assert!(refused.to_string().contains("16-true"), "names what works: {refused}");
     let mp = MixedPrecision::new(Precision::TrueBf16).with_fallback(true).resolved::<W>(&device).expect("f16 works");
     assert_eq!(mp.precision(), Precision::True16);

@@ -53,9 +53,19 @@ pub(crate) fn active_dtype() -> Option<FloatDType> {
 #[derive(Clone, PartialEq, Eq)]
 pub enum AutocastError {
     /// Autocast runs ops in f16 or bf16; another dtype was asked for.
-    NotHalf { dtype: FloatDType },
+    NotHalf {
+        /// The dtype asked for.
+        dtype: FloatDType,
+    },
     /// The backend cannot compute in the requested dtype on this device.
-    Unsupported { backend: String, dtype: FloatDType, supported: Vec<FloatDType> },
+    Unsupported {
+        /// The backend's name.
+        backend: String,
+        /// The dtype asked for.
+        dtype: FloatDType,
+        /// The half dtypes the backend computes in on this device.
+        supported: Vec<FloatDType>,
+    },
 }
 
 /// Short lowercase dtype name, as users write it.

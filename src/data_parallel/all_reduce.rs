@@ -1,7 +1,7 @@
 //! A gradient all-reduce for hand-written data-parallel loops, optionally moving the
 //! gradients between devices in half precision.
 //!
-//! Transfers go through the host ([`super::host_copy`]): Burn 0.21's `to_device` between
+//! Transfers go through the host (a copy to host memory and an upload): Burn 0.21's `to_device` between
 //! two Wgpu devices panics (see there), and a host copy works on every backend.
 //!
 //! Burn's own DDP all-reduces inside the backward pass (its sync server calls the inner

@@ -15,7 +15,7 @@
 //!
 //! [`DataParallel`] checks the device list once, before training starts (a bad list
 //! otherwise shows up as a hang or a panic inside a collective), and builds the strategy
-//! with the scaler configured for it. [`all_reduce`] is a gradient all-reduce for
+//! with the scaler configured for it. [`all_reduce()`] is a gradient all-reduce for
 //! hand-written data-parallel loops, optionally moving the gradients in half precision.
 
 pub mod all_reduce;
@@ -52,8 +52,8 @@ pub(crate) fn host_copy<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> (im
 }
 
 /// A replica of `module` on `device` with the same parameter ids (so that gradients of
-/// different replicas meet in [`all_reduce`]), copied through the host: `Module::fork`
-/// between two Wgpu devices panics in Burn 0.21 (see [`host_copy`]).
+/// different replicas meet in [`all_reduce()`]), copied through the host: `Module::fork`
+/// between two Wgpu devices panics in Burn 0.21 (see `host_copy`).
 pub fn replicate<B: AutodiffBackend, M: AutodiffModule<B>>(module: M, device: &B::Device) -> M {
     struct Replicate<'a, B: AutodiffBackend>(&'a B::Device);
     impl<B: AutodiffBackend> ModuleMapper<B> for Replicate<'_, B> {
@@ -78,21 +78,66 @@ pub enum DataParallelError {
     NoDevices,
     /// The same device twice: it would run two replicas and a collective would wait on
     /// itself.
-    DuplicateDevice { device: String, first: usize, second: usize, devices: Vec<String> },
+    DuplicateDevice {
+        /// The device.
+        device: String,
+        /// Its first position in the list.
+        first: usize,
+        /// Its second position.
+        second: usize,
+        /// The whole list.
+        devices: Vec<String>,
+    },
     /// Devices driven by different backends (e.g. a `Dispatch` list mixing Cuda and Wgpu):
     /// their gradients cannot meet in one collective.
-    MixedBackends { device: String, backend: String, expected: String, devices: Vec<String> },
+    MixedBackends {
+        /// The first device of another backend.
+        device: String,
+        /// Its backend.
+        backend: String,
+        /// The first device's backend.
+        expected: String,
+        /// The whole list.
+        devices: Vec<String>,
+    },
     /// A device cannot run the precision the others run (or would fall back to another
     /// one), so replicas would compute in different dtypes.
-    Precision { device: String, precision: Precision, resolved: Result<Precision, String>, others: Precision },
+    Precision {
+        /// The device.
+        device: String,
+        /// The precision asked for.
+        precision: Precision,
+        /// What it resolves to on this device: another precision after a fallback, or why
+        /// it cannot run.
+        resolved: Result<Precision, String>,
+        /// The precision the other devices run.
+        others: Precision,
+    },
     /// Replicas of a hand-written loop whose optimizers do not share one scaler (or where
     /// some have a scaler and others none): their loss scales would drift apart.
-    ScalerMismatch { replica: usize, has_scaler: bool, first_has_scaler: bool },
+    ScalerMismatch {
+        /// The replica whose optimizer differs from the first one's.
+        replica: usize,
+        /// Whether its optimizer has a scaler.
+        has_scaler: bool,
+        /// Whether the first replica's optimizer has one.
+        first_has_scaler: bool,
+    },
     /// A number of optimizers that is not one per device.
-    ReplicaCount { optimizers: usize, devices: usize },
+    ReplicaCount {
+        /// Optimizers given.
+        optimizers: usize,
+        /// Devices in the plan.
+        devices: usize,
+    },
     /// The model's parameters are not (all) on the first device, where
     /// [`HostDataParallel`] keeps the model and steps the optimizer.
-    ModelDevice { model: Vec<String>, first: String },
+    ModelDevice {
+        /// The devices the model's parameters are on.
+        model: Vec<String>,
+        /// The first device of the list.
+        first: String,
+    },
 }
 
 impl fmt::Display for DataParallelError {
@@ -179,6 +224,7 @@ impl<B: Backend> DataParallel<B> {
         Ok(Self { devices })
     }
 
+    /// The checked devices, in the order given.
     pub fn devices(&self) -> &[B::Device] {
         &self.devices
     }
