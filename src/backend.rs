@@ -19,6 +19,30 @@ use crate::ops::forward::forward_to_inner;
 /// Put `Mixed` *outside* `Autodiff`: then the casts it inserts are recorded on the tape,
 /// parameter gradients come back in the parameters' dtype (f32), and activations are
 /// saved for backward in half precision.
+///
+/// ```
+/// use burn::backend::Flex;
+/// use burn::tensor::{DType, FloatDType, Tensor};
+/// use burn_mixed::Mixed;
+/// use burn_mixed::autocast::autocast;
+///
+/// type B = Mixed<Flex>;
+/// let device = Default::default();
+/// let x = Tensor::<B, 2>::ones([4, 8], &device);
+/// let w = Tensor::<B, 2>::ones([8, 2], &device);
+///
+/// // Outside a region, Mixed<Flex> is Flex: an f32 product.
+/// assert_eq!(x.clone().matmul(w.clone()).dtype(), DType::F32);
+/// // Inside one, the policy runs the product in bf16 and the exponential in f32.
+/// let (product, exp) = autocast::<B, _>(&device, FloatDType::BF16, || {
+///     let product = x.matmul(w);
+///     (product.clone(), product.exp())
+/// })?;
+/// assert_eq!(product.dtype(), DType::BF16);
+/// assert_eq!(exp.dtype(), DType::F32);
+/// assert_eq!(product.into_data().convert::<f32>().to_vec::<f32>().unwrap(), vec![8.0; 8]);
+/// # Ok::<(), burn_mixed::autocast::AutocastError>(())
+/// ```
 #[derive(Clone, Copy, Default, Debug)]
 pub struct Mixed<B> {
     _inner: PhantomData<B>,

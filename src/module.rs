@@ -70,6 +70,30 @@ impl<M> PrecisionModule<M> {
     }
 
     /// Runs `f` on the model inside its precision region.
+    ///
+    /// ```
+    /// use burn::backend::{Autodiff, Flex};
+    /// use burn::nn::LinearConfig;
+    /// use burn::optim::{GradientsParams, Optimizer, SgdConfig};
+    /// use burn::tensor::{DType, Tensor};
+    /// use burn_mixed::{Mixed, MixedPrecision, Precision};
+    ///
+    /// type B = Mixed<Autodiff<Flex>>;
+    /// let device = Default::default();
+    /// let prepared = MixedPrecision::new(Precision::MixedBf16)
+    ///     .setup::<B, _, _>(&device, LinearConfig::new(4, 2).init::<B>(&device), SgdConfig::new().init())?;
+    /// let (mut model, mut optimizer) = (prepared.model, prepared.optimizer);
+    ///
+    /// let x = Tensor::<B, 2>::ones([3, 4], &device);
+    /// let (output_dtype, grads) = model.run(|net| {
+    ///     let y = net.forward(x);
+    ///     (y.dtype(), GradientsParams::from_grads(y.sum().backward(), net))
+    /// })?;
+    /// assert_eq!(output_dtype, DType::BF16); // the linear layer ran in bf16
+    /// model = optimizer.step(0.1, model, grads);
+    /// assert_eq!(model.module().weight.val().dtype(), DType::F32); // f32 master weights
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn run<R>(&self, f: impl FnOnce(&M) -> R) -> Result<R, RegionError> {
         self.region.run(|| f(&self.module))
     }

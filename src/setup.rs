@@ -211,6 +211,24 @@ impl MixedPrecision {
 
     /// Prepares `model` and `optimizer` for the precision: the counterpart of
     /// `fabric.setup(model, optimizer)`. Hand both to burn-train's `Learner` unchanged.
+    ///
+    /// ```
+    /// use burn::backend::{Autodiff, Flex};
+    /// use burn::nn::LinearConfig;
+    /// use burn::optim::AdamConfig;
+    /// use burn::tensor::DType;
+    /// use burn_mixed::{Mixed, MixedPrecision, Precision, Prepared};
+    ///
+    /// type B = Mixed<Autodiff<Flex>>;
+    /// let device = Default::default();
+    /// let precision: Precision = "16-mixed".parse()?;
+    /// let Prepared { model, scaler, precision, .. } = MixedPrecision::new(precision)
+    ///     .setup::<B, _, _>(&device, LinearConfig::new(8, 8).init::<B>(&device), AdamConfig::new().init())?;
+    /// assert_eq!(precision, Precision::Mixed16);
+    /// assert_eq!(model.module().weight.val().dtype(), DType::F32); // parameters stay f32
+    /// assert_eq!(scaler.expect("16-mixed scales the loss").scale(), 65536.0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn setup<B, M, O>(&self, device: &B::Device, model: M, optimizer: O) -> Result<Prepared<M, O>, SetupError>
     where
         B: AutodiffBackend,

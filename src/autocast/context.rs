@@ -177,6 +177,27 @@ impl Drop for AutocastGuard {
 }
 
 /// Runs `f` with autocast to `dtype`; see [`AutocastGuard::enable`].
+///
+/// ```
+/// use burn::backend::Flex;
+/// use burn::tensor::activation::softmax;
+/// use burn::tensor::{DType, FloatDType, Tensor};
+/// use burn_mixed::Mixed;
+/// use burn_mixed::autocast::autocast;
+///
+/// let device = Default::default();
+/// let x = Tensor::<Mixed<Flex>, 2>::ones([2, 2], &device);
+/// let y = autocast::<Mixed<Flex>, _>(&device, FloatDType::F16, || softmax(x.clone().matmul(x.clone()), 1))?;
+/// assert_eq!(y.dtype(), DType::F32); // the product ran in f16, softmax in f32
+///
+/// // A backend that cannot compute in the dtype is an error that says so, not a panic.
+/// # #[cfg(feature = "ndarray")] {
+/// use burn::backend::NdArray;
+/// let refused = autocast::<Mixed<NdArray>, _>(&Default::default(), FloatDType::F16, || ()).unwrap_err();
+/// assert!(refused.to_string().contains("does not support f16"), "{refused}");
+/// # }
+/// # Ok::<(), burn_mixed::autocast::AutocastError>(())
+/// ```
 pub fn autocast<B: Backend, R>(device: &B::Device, dtype: FloatDType, f: impl FnOnce() -> R) -> Result<R, AutocastError> {
     let _region = AutocastGuard::enable::<B>(device, dtype)?;
     Ok(f())

@@ -29,6 +29,19 @@ pub use state::{CollapseAction, GradScalerConfig, LossScale, ScalerCollapse, Sca
 /// precision region: `loss.backward()` on `Mixed<Autodiff<_>>` tensors inside that region
 /// (the model's `TrainStep`, or a hand-written loop that entered it) scales the loss first,
 /// so a user's training step needs no edit, and nothing outside the region is scaled.
+///
+/// ```
+/// use burn_mixed::{GradScaler, GradScalerConfig};
+///
+/// let scaler = GradScaler::new(GradScalerConfig::default().with_init_scale(1024.0).with_growth_interval(2))?;
+/// assert_eq!(scaler.scale(), 1024.0);
+/// assert_eq!(scaler.inv_scale(), 1.0 / 1024.0); // what the optimizer unscales by
+///
+/// // Bad settings are refused with the field, the value and the rule.
+/// let refused = GradScaler::new(GradScalerConfig::default().with_backoff_factor(2.0)).unwrap_err();
+/// assert_eq!(refused.field(), "backoff_factor");
+/// # Ok::<(), burn_mixed::scaler::ScalerConfigError>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct GradScaler {
     shared: Arc<Mutex<Shared>>,
