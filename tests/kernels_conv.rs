@@ -1,7 +1,7 @@
 //! The host fast path's 2-d convolutions on Flex, f16 and bf16: within one rounding of an
 //! f64 reference (Flex's own f16 convolution accumulates in f16), forward and backward, in
 //! both autodiff layerings, on one slice of the batch and on several (the fast path widens
-//! a few samples at a time, see `src/kernels/flex_conv.rs`), grouped and not (the weight
+//! a few samples at a time, see `src/kernels/flex/conv.rs`), grouped and not (the weight
 //! gradient without groups takes its operands channels-first).
 
 #![cfg(feature = "flex")]
