@@ -319,8 +319,16 @@ fn a_process_that_stops_answering_makes_the_others_exit_at_their_limit() {
     let long = ["--steps=100000", "--timeout-secs=5"];
     let survivor = node(2, 0, 4510, 4511, &long).spawn().unwrap();
     let mut stopped = node(2, 1, 4510, 4512, &long).spawn().unwrap();
-    let lines = BufReader::new(stopped.stdout.take().unwrap()).lines().map_while(Result::ok);
-    assert!(lines.filter_map(|l| parse_step(&l)).any(|s| s.step == 3), "the stopped node trained");
+    // Its output is read to the end on another thread: a closed pipe would make its next
+    // line fail and end it, which is a dead peer, not a silent one.
+    let (steps, trained) = std::sync::mpsc::channel();
+    let stdout = stopped.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for step in BufReader::new(stdout).lines().map_while(Result::ok).filter_map(|l| parse_step(&l)) {
+            let _ = steps.send(step.step);
+        }
+    });
+    assert!(trained.iter().any(|step| step == 3), "the stopped node trained");
     // SIGSTOP: the process stays, its connections stay open, it answers nothing.
     let pid = stopped.id().to_string();
     assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
