@@ -8,7 +8,6 @@
 //! - `optim`: unscaling, the one-sync overflow check and the skip, around any optimizer;
 //! - [`ScalerRecord`]: the scaler's state in the optimizer's Burn record (checkpoints).
 
-mod legacy_json;
 mod optim;
 mod record;
 mod replicas;

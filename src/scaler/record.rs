@@ -19,7 +19,6 @@ use serde::ser::{SerializeStruct, Serializer};
 use serde::{Deserialize, Serialize};
 
 use super::ScalerState;
-use super::legacy_json::state_from_json;
 
 const FORMAT: &str = ScalerRecord::FORMAT;
 const NAME: &str = "ScalerRecord";
@@ -131,7 +130,7 @@ fn from_first_string(text: &str) -> Result<ScalerRecord, String> {
     if !text.trim_start().starts_with('{') {
         return Err(unknown_format(text));
     }
-    match state_from_json(text) {
+    match serde_json::from_str::<ScalerState>(text) {
         Ok(state) => Ok(ScalerRecord { state: Some(state) }),
         Err(err) => Err(format!(
             "cannot read the loss scaler's state in this optimizer record: it is in the layout of earlier burn-mixed \
@@ -154,4 +153,60 @@ fn unknown_format(found: &str) -> String {
          reads format `{FORMAT}` and the JSON string of earlier versions. A checkpoint written by a newer \
          burn-mixed needs that version to load it"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::from_first_string;
+    use crate::scaler::{CollapseAction, GradScalerConfig, LossScale, ScalerState};
+
+    fn state_from_json(text: &str) -> Result<ScalerState, String> {
+        from_first_string(text).map(|record| record.state.expect("a state"))
+    }
+
+    /// `serde_json` wrote these strings; the test suite checks against it, too
+    /// (tests/scaler.rs), for a state after real steps.
+    #[test]
+    fn reads_what_serde_json_wrote() {
+        let config = GradScalerConfig::default()
+            .with_init_scale(1024.0)
+            .with_min_scale(0.1)
+            .with_collapse_threshold(1e-4)
+            .with_on_collapse(CollapseAction::Warn);
+        let mut scaler = LossScale::new(config).unwrap();
+        for found_inf in [false, true, false] {
+            scaler.update(found_inf).unwrap();
+        }
+        let state = scaler.state();
+        let json = serde_json::to_string(&state).unwrap();
+        assert_eq!(state_from_json(&json).unwrap(), state);
+        let pretty = serde_json::to_string_pretty(&state).unwrap();
+        assert_eq!(state_from_json(&pretty).unwrap(), state);
+    }
+
+    #[test]
+    fn f32_fields_read_back_bit_for_bit() {
+        let mut state = LossScale::default().state();
+        for scale in [f32::MIN_POSITIVE, 1e-38, 0.1, 3.4028235e38, 65536.0 * 1.0000001] {
+            state.scale = scale;
+            let read = state_from_json(&serde_json::to_string(&state).unwrap()).unwrap();
+            assert_eq!(read.scale.to_bits(), scale.to_bits(), "{scale:e}");
+        }
+    }
+
+    #[test]
+    fn malformed_json_is_an_error_that_says_where() {
+        let good = serde_json::to_string(&LossScale::default().state()).unwrap();
+        let cases = [
+            (&good[..good.len() - 1], "EOF while parsing"),
+            ("{\"config\": [1]}", "invalid type"),
+            (&good.replace("\"scale\":65536.0", "\"scale\":\"big\""), "invalid type"),
+            (&good.replace("\"error\"", "\"explode\""), "unknown variant"),
+            (&format!("{good} x"), "trailing characters"),
+        ];
+        for (text, expected) in cases {
+            let err = state_from_json(text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
 }
