@@ -79,11 +79,7 @@ pub fn all_reduce_mean<M: AutodiffModule<Train>>(
     model.visit(&mut flatten);
     let (slots, flat) = (flatten.slots, flatten.flat);
     let nodes = collective.nodes as f64;
-    let narrow = match transfer.dtype {
-        CommDtype::Native => None,
-        CommDtype::F16 => Some(FloatDType::F16),
-        CommDtype::BF16 => Some(FloatDType::BF16),
-    };
+    let narrow = transfer.dtype.narrow();
 
     let buckets = buckets(&flat.iter().map(|t| t.dims()[0]).collect::<Vec<_>>(), transfer.bucket_elements);
     let count = buckets.len();

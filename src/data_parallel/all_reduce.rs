@@ -42,7 +42,8 @@ pub enum CommDtype {
 }
 
 impl CommDtype {
-    fn narrow(self) -> Option<FloatDType> {
+    /// The half dtype transfers are narrowed to; `None` for the gradients' own dtype.
+    pub fn narrow(self) -> Option<FloatDType> {
         match self {
             Self::Native => None,
             Self::F16 => Some(FloatDType::F16),
