@@ -9,6 +9,8 @@
 use core::any::Any;
 
 /// Moves `value` into type `U` when `T` and `U` are the same type, or hands it back.
+// Unused in a build whose registry is empty (no `flex`): nothing is dispatched there.
+#[cfg_attr(not(feature = "flex"), allow(dead_code))]
 pub(crate) fn same_type<T: 'static, U: 'static>(value: T) -> Result<U, T> {
     let mut slot = Some(value);
     match (&mut slot as &mut dyn Any).downcast_mut::<Option<U>>() {
