@@ -252,6 +252,10 @@ impl MixedPrecision {
         precision: Precision,
         scaler: Option<GradScaler>,
     ) -> Result<PrecisionModule<M>, SetupError> {
+        #[cfg(feature = "flex")]
+        if precision.compute_dtype() == FloatDType::BF16 && B::name(device).contains("flex") {
+            crate::kernels::warn_if_bf16_is_slow();
+        }
         let param_dtype = precision.param_dtype();
         let model = match param_dtype {
             FloatDType::F32 => model,

@@ -179,3 +179,54 @@ fn fallback_on_wgpu_resolves_to_f16_and_converts_inputs_for_it() {
     let mixed = MixedPrecision::new(Precision::MixedBf16).with_fallback(true).resolved::<W>(&device).expect("f16");
     assert_eq!(mixed.precision(), Precision::Mixed16);
 }
+
+/// Warnings logged in this process (a test binary installs one logger at most).
+struct Recorder(std::sync::Mutex<Vec<String>>);
+
+impl log::Log for Recorder {
+    fn enabled(&self, metadata: &log::Metadata) -> bool {
+        metadata.level() <= log::Level::Warn
+    }
+    fn log(&self, record: &log::Record) {
+        if self.enabled(record.metadata()) {
+            self.0.lock().expect("recorder").push(record.args().to_string());
+        }
+    }
+    fn flush(&self) {}
+}
+
+static WARNINGS: Recorder = Recorder(std::sync::Mutex::new(Vec::new()));
+
+/// bf16 on a CPU without AVX-512 (forced here with `MIXED_HOST_LANES=0` in a child
+/// process) is slower than f32, so setting it up says so, once, naming what to pick
+/// instead; where the host kernels have AVX-512 it says nothing.
+#[test]
+fn bf16_setup_warns_where_the_cpu_makes_it_slower_than_f32() {
+    use burn_mixed::kernels::{HOST_LANES_ENV, HostIsa, host_isa};
+    let child = std::env::var(HOST_LANES_ENV).as_deref() == Ok("0");
+    if !child {
+        let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+            .args(["bf16_setup_warns_where_the_cpu_makes_it_slower_than_f32", "--exact", "--test-threads=1"])
+            .env(HOST_LANES_ENV, "0")
+            .output()
+            .expect("the test binary runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && stdout.contains("1 passed"), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    }
+    log::set_logger(&WARNINGS).expect("the only logger of this binary");
+    log::set_max_level(log::LevelFilter::Warn);
+    let device = Default::default();
+    for precision in [Precision::MixedBf16, Precision::TrueBf16, Precision::Mixed16] {
+        let net = Net::<Train>::new(&device, 8, 4);
+        MixedPrecision::new(precision).setup::<Train, _, _>(&device, net, AdamConfig::new().init()).expect("flex has both halves");
+    }
+    let warnings = WARNINGS.0.lock().expect("recorder").clone();
+    let slow: Vec<_> = warnings.iter().filter(|w| w.contains("bf16 runs slower than f32")).collect();
+    if child {
+        assert_eq!(host_isa(), HostIsa::Portable);
+        assert_eq!(slow.len(), 1, "once per process: {warnings:?}");
+        assert!(slow[0].contains("\"16-mixed\"") && slow[0].contains("avx512f"), "{}", slow[0]);
+    } else if host_isa() >= HostIsa::Avx512 {
+        assert!(slow.is_empty(), "{warnings:?}");
+    }
+}

@@ -46,14 +46,16 @@ mod switch;
 
 #[cfg(feature = "flex")]
 pub(crate) use composed::Composed;
+#[cfg(feature = "flex")]
+pub use cpu::{HostIsa, host_isa};
 pub use extension::{
     BinaryArgs, BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, ConvBiasGradArgs, HostKernels, LayerNormArgs, LayerNormGradArgs,
     LinearArgs, TensorPair,
 };
 pub(crate) use hooks::*;
-#[cfg(feature = "flex")]
-pub(crate) use switch::count;
 pub use switch::{
     HOST_KERNELS_ENV, HOST_LANES_ENV, HostKernelCalls, host_kernel_calls, host_kernels_enabled, reset_host_kernel_calls, set_host_kernels,
     with_host_kernels,
 };
+#[cfg(feature = "flex")]
+pub(crate) use switch::{count, warn_if_bf16_is_slow};

@@ -7,8 +7,9 @@ use core::sync::atomic::{AtomicU8, Ordering};
 /// The environment variable that turns the host fast path off when set to `0`.
 pub const HOST_KERNELS_ENV: &str = "MIXED_HOST_KERNELS";
 /// The environment variable that, set to `0`, keeps the host fast path but runs its
-/// element-wise loops without AVX-512 (as on a CPU without it), and set to `avx512`, with
-/// AVX-512 but without its bf16 conversion instruction (read once per process).
+/// element-wise loops without AVX-512 (as on a CPU without it); set to `avx512`, with
+/// AVX-512 but without its bf16 conversion instruction; set to `avx512bf16`, without AMX's
+/// tiles for bf16 products (read once per process; see `HostIsa`).
 pub const HOST_LANES_ENV: &str = "MIXED_HOST_LANES";
 
 const UNSET: u8 = 0;
@@ -69,6 +70,9 @@ pub struct HostKernelCalls {
     pub matmul: u64,
     /// Linear layers' forward products (bias fused).
     pub linear: u64,
+    /// Products (of `matmul` and `linear`) that ran on AMX tiles: bf16, where
+    /// [`host_isa`](crate::kernels::host_isa) is `Amx` and no operand holds a subnormal.
+    pub tile_products: u64,
     /// Column sums: a linear layer's bias gradient.
     pub sum_to_last: u64,
     /// Relu forward.
@@ -100,7 +104,7 @@ pub struct HostKernelCalls {
 thread_local! {
     static CALLS: Cell<HostKernelCalls> = const {
         Cell::new(HostKernelCalls {
-            matmul: 0, linear: 0, sum_to_last: 0, relu: 0, relu_backward: 0, gelu: 0, gelu_backward: 0, conv2d: 0,
+            matmul: 0, linear: 0, tile_products: 0, sum_to_last: 0, relu: 0, relu_backward: 0, gelu: 0, gelu_backward: 0, conv2d: 0,
             conv2d_backward: 0, cast: 0, binary: 0, softmax: 0, softmax_backward: 0,
             layer_norm: 0, layer_norm_backward: 0,
         })
@@ -126,4 +130,48 @@ pub(crate) fn count(which: impl FnOnce(&mut HostKernelCalls) -> &mut u64) {
         *which(&mut calls) += 1;
         c.set(calls);
     });
+}
+
+/// What a bf16 step on this CPU's host kernels loses to 32-true, if it does: without
+/// AVX-512 the bf16 products run on gemmkit's 256-bit FMA kernels, widening every operand,
+/// and the MLP step of `benches/step.rs` measured 1.26x 32-true's time (16-mixed 0.94x,
+/// with `MIXED_HOST_LANES=0 GEMMKIT_REQUIRE_ISA=fma`, 2026-12-05). With AVX-512 and no bf16
+/// instructions it measured 0.69x, with AVX512-BF16 0.70x and with AMX 0.23-0.27x.
+#[cfg(feature = "flex")]
+pub(crate) fn bf16_slowdown(isa: crate::kernels::HostIsa) -> Option<String> {
+    (isa < crate::kernels::HostIsa::Avx512).then(|| {
+        format!(
+            "bf16 runs slower than f32 on this CPU's host kernels (instruction set: {isa}; missing: AVX-512 \
+             (avx512f, avx512bw, avx512vl) and AVX512-BF16, or {HOST_LANES_ENV} caps them): its bf16 \
+             products widen every operand to f32 (the MLP step measured 1.26x 32-true's time). Pick \
+             \"16-mixed\" (0.94x) or \"32-true\" instead"
+        )
+    })
+}
+
+/// Logs [`bf16_slowdown`] for this process's CPU as a warning, once per process (setting
+/// up a bf16 precision on Flex calls it).
+#[cfg(feature = "flex")]
+pub(crate) fn warn_if_bf16_is_slow() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if let Some(warning) = bf16_slowdown(crate::kernels::host_isa()) {
+        ONCE.call_once(|| log::warn!("{warning}"));
+    }
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::bf16_slowdown;
+    use crate::kernels::HostIsa;
+
+    #[test]
+    fn bf16_is_called_slow_only_without_avx512() {
+        let warning = bf16_slowdown(HostIsa::Portable).expect("no AVX-512: slower than f32");
+        for part in ["portable", "avx512f", "AVX512-BF16", "MIXED_HOST_LANES", "\"16-mixed\"", "\"32-true\"", "1.26x"] {
+            assert!(warning.contains(part), "{part:?} missing from: {warning}");
+        }
+        for isa in [HostIsa::Avx512, HostIsa::Avx512Bf16, HostIsa::Amx] {
+            assert_eq!(bf16_slowdown(isa), None, "{isa}");
+        }
+    }
 }

@@ -34,6 +34,18 @@ fn linear_agrees_with_flex() {
     property("linear", 800, products::linear_layer(), |c| c.linear);
 }
 
+/// bf16 products on AMX tiles (where this CPU has them: the properties above take them for
+/// every bf16 case the tiles accept, and this one fails if none did).
+#[test]
+fn tile_products_agree_with_flex() {
+    use burn_mixed::kernels::{HostIsa, host_isa};
+    if host_isa() < HostIsa::Amx {
+        println!("skipped: the host kernels run at {} here, without AMX tiles", host_isa());
+        return;
+    }
+    property("tile products", 200, products::matmul(), |c| c.tile_products);
+}
+
 #[test]
 fn add_and_mul_agree_with_flex() {
     property("add/mul", 800, elementwise::binary(), |c| c.binary);

@@ -33,7 +33,7 @@ impl View {
 /// Below this many multiply-adds per matrix, a batch of products runs one matrix per
 /// thread instead of each product across threads (attention's per-head products are
 /// too small to split).
-const SPLIT_EACH_FROM: usize = 1 << 20;
+pub(crate) const SPLIT_EACH_FROM: usize = 1 << 20;
 
 /// `out[b] = lhs[b] @ rhs[b] (+ bias)` for one matrix per entry of `offsets`, which holds
 /// each batch entry's start in `lhs_data` and `rhs_data` relative to the views' offsets;

@@ -15,6 +15,8 @@ pub(crate) mod reduce;
 pub(crate) mod simd;
 pub(crate) mod softmax;
 pub(crate) mod threads;
+pub(crate) mod tile_gemm;
 
 pub(crate) use convert::Half;
+pub use simd::{HostIsa, host_isa};
 pub(crate) use simd::{Out, filled};

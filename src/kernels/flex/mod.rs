@@ -176,7 +176,11 @@ impl HostKernels for Flex {
 /// A new contiguous tensor of `like`'s shape and `dtype`, written by `fill` (which must
 /// write every element: `cpu::filled` checks).
 fn filled<E: burn::tensor::Element + bytemuck::Pod>(like: &FlexTensor, dtype: DType, fill: impl FnOnce(&mut Out<'_, E>)) -> FlexTensor {
-    let shape = like.layout().shape().clone();
+    filled_shape(like.layout().shape().clone(), dtype, fill)
+}
+
+/// A new contiguous tensor of `shape` and `dtype`, written by `fill` (as [`filled`]).
+fn filled_shape<E: burn::tensor::Element + bytemuck::Pod>(shape: Shape, dtype: DType, fill: impl FnOnce(&mut Out<'_, E>)) -> FlexTensor {
     let data = cpu::filled(shape.num_elements(), fill);
     FlexTensor::new(Bytes::from_elems(data), Layout::contiguous(shape), dtype)
 }

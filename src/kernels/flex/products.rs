@@ -5,9 +5,10 @@
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::tensor::Shape;
+use burn::tensor::{DType, Shape, bf16};
 
 use crate::kernels::cpu::gemm::{self, View};
+use crate::kernels::cpu::tile_gemm;
 use crate::kernels::cpu::{Half, reduce};
 use crate::kernels::{LinearArgs, TensorPair, count};
 
@@ -91,6 +92,30 @@ fn rows_by_last(t: &FlexTensor) -> Option<View> {
     Some(View { offset: layout.start_offset(), rows, cols: shape[rank - 1], rs: rs as isize, cs: strides[rank - 1] })
 }
 
+/// The product (one matrix per entry of `offsets`, as `gemm::gemm`) as a new tensor of
+/// `shape`: bf16 on AMX tiles where they take it (its output written without zeroing it
+/// first), the rest on gemmkit.
+fn product<T: Half>(
+    lhs: &FlexTensor,
+    l: View,
+    rhs: &FlexTensor,
+    r: View,
+    offsets: &[(usize, usize)],
+    bias: Option<&[T]>,
+    shape: Shape,
+) -> FlexTensor {
+    if lhs.dtype() == DType::BF16 && tile_gemm::accepts(&l, &r) {
+        let bias = bias.map(bytemuck::cast_slice::<T, bf16>);
+        count(|c| &mut c.tile_products);
+        return super::filled_shape::<bf16>(shape, DType::BF16, |out| {
+            tile_gemm::gemm(lhs.storage(), l, rhs.storage(), r, offsets, bias, out)
+        });
+    }
+    let mut out = FlexTensor::empty(shape, lhs.dtype());
+    gemm::gemm::<T>(lhs.storage(), l, rhs.storage(), r, offsets, bias, out.storage_mut());
+    out
+}
+
 pub(super) fn matmul<T: Half>(lhs: FlexTensor, rhs: FlexTensor) -> Result<FlexTensor, TensorPair<Flex>> {
     let (Some(l), Some(r), Some((mut dims, offsets))) = (last_matrix(&lhs), last_matrix(&rhs), batch_offsets(&lhs, &rhs)) else {
         return Err((lhs, rhs));
@@ -100,8 +125,7 @@ pub(super) fn matmul<T: Half>(lhs: FlexTensor, rhs: FlexTensor) -> Result<FlexTe
         return Err((lhs, rhs));
     }
     dims.extend([l.rows, r.cols]);
-    let mut out = FlexTensor::empty(Shape::from(dims), lhs.dtype());
-    gemm::gemm::<T>(lhs.storage(), l, rhs.storage(), r, &offsets, None, out.storage_mut());
+    let out = product::<T>(&lhs, l, &rhs, r, &offsets, None, Shape::from(dims));
     count(|c| &mut c.matmul);
     Ok(out)
 }
@@ -120,8 +144,7 @@ pub(super) fn linear<T: Half>(x: FlexTensor, weight: FlexTensor, bias: Option<Fl
     let bias_values = bias.as_ref().and_then(|b| b.as_slice::<T>());
     let mut dims = x.layout().shape().to_vec();
     *dims.last_mut().expect("rank >= 1") = wv.cols;
-    let mut out = FlexTensor::empty(Shape::from(dims), x.dtype());
-    gemm::gemm::<T>(x.storage(), xv, weight.storage(), wv, &[(0, 0)], bias_values, out.storage_mut());
+    let out = product::<T>(&x, xv, &weight, wv, &[(0, 0)], bias_values, Shape::from(dims));
     count(|c| &mut c.linear);
     Ok(out)
 }
