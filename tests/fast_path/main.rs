@@ -5,8 +5,9 @@
 //! for what a case must satisfy.
 //!
 //! CI runs each property with a fixed seed and the case count given here, at every level
-//! of the element-wise loops (native, then `MIXED_HOST_LANES=avx512` and `=0` in child
-//! processes). A long run: `scripts/fast-path-props.sh` (`PROPTEST_CASES`, a fresh seed).
+//! of the host kernels (native, with AMX's tiles where the CPU has them, then
+//! `MIXED_HOST_LANES=avx512bf16` for the products and `=avx512` and `=0` for everything,
+//! in child processes). A long run: `scripts/fast-path-props.sh` (`PROPTEST_CASES`, a fresh seed).
 //! Minimal cases the properties found are kept as named tests in `regressions`.
 
 #![cfg(feature = "flex")]
@@ -74,6 +75,13 @@ fn layer_norm_agrees_with_flex() {
 #[test]
 fn conv2d_agrees_with_flex() {
     property("conv2d", 300, conv::conv2d_case(), |c| c.conv2d);
+}
+
+/// The products again where bf16 has AVX512-BF16 but no AMX tiles (gemmkit's `vdpbf16ps`
+/// kernel; below that level bf16 products run on f32 copies, which the next test covers).
+#[test]
+fn products_without_tiles_agree_with_flex() {
+    kernels_support::rerun_at_level("avx512bf16", &["matmul_agrees_with_flex", "linear_agrees_with_flex"]);
 }
 
 /// Every property again on the loops a CPU without AVX-512 runs, and on AVX-512 without

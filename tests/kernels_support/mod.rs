@@ -164,22 +164,28 @@ pub fn representable(dtype: FloatDType) -> Vec<f32> {
 /// conversion, takes are checked here too (the switch is read once per process). Asserts
 /// that each ran and passed.
 pub fn rerun_without_lanes(tests: &[&str]) {
+    for level in ["0", "avx512"] {
+        rerun_at_level(level, tests);
+    }
+}
+
+/// Runs each of `tests` again in a child process at `MIXED_HOST_LANES=level` (nothing in a
+/// child: the variable is set there).
+pub fn rerun_at_level(level: &str, tests: &[&str]) {
     use burn_mixed::kernels::HOST_LANES_ENV;
     if std::env::var(HOST_LANES_ENV).is_ok() {
         return; // Already a child.
     }
     let exe = std::env::current_exe().expect("the test binary");
-    for level in ["0", "avx512"] {
-        for test in tests {
-            let out = std::process::Command::new(&exe)
-                .args([test, "--exact", "--test-threads=1"])
-                .env(HOST_LANES_ENV, level)
-                .output()
-                .expect("the test binary runs");
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success(), "{test} with {HOST_LANES_ENV}={level} failed:\n{stdout}\n{stderr}");
-            assert!(stdout.contains("1 passed"), "{test} ran with {HOST_LANES_ENV}={level}:\n{stdout}");
-        }
+    for test in tests {
+        let out = std::process::Command::new(&exe)
+            .args([test, "--exact", "--test-threads=1"])
+            .env(HOST_LANES_ENV, level)
+            .output()
+            .expect("the test binary runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{test} with {HOST_LANES_ENV}={level} failed:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "{test} ran with {HOST_LANES_ENV}={level}:\n{stdout}");
     }
 }

@@ -11,8 +11,6 @@
 use gemmkit::{Bias, MatMut, MatRef, Parallelism, Scalar};
 use rayon::prelude::*;
 
-use super::convert::Half;
-
 /// A strided matrix inside a slice: element (i, j) is at `offset + i * rs + j * cs`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct View {
@@ -38,7 +36,7 @@ pub(crate) const SPLIT_EACH_FROM: usize = 1 << 20;
 /// `out[b] = lhs[b] @ rhs[b] (+ bias)` for one matrix per entry of `offsets`, which holds
 /// each batch entry's start in `lhs_data` and `rhs_data` relative to the views' offsets;
 /// `out` is row-major and contiguous.
-pub(crate) fn gemm<T: Half>(
+pub(crate) fn gemm<T: gemmkit::FusedScalar + gemmkit::GemmScalar + Copy + Send + Sync>(
     lhs_data: &[T],
     lhs: View,
     rhs_data: &[T],

@@ -7,9 +7,10 @@ use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Shape, bf16};
 
+use crate::kernels::HostIsa;
 use crate::kernels::cpu::gemm::{self, View};
 use crate::kernels::cpu::tile_gemm;
-use crate::kernels::cpu::{Half, reduce};
+use crate::kernels::cpu::{self, Half, convert, reduce};
 use crate::kernels::{LinearArgs, TensorPair, count};
 
 /// `dims` of a layout as one dimension: their element count and the stride between
@@ -111,9 +112,33 @@ fn product<T: Half>(
             tile_gemm::gemm(lhs.storage(), l, rhs.storage(), r, offsets, bias, out)
         });
     }
+    if lhs.dtype() == DType::BF16 && cpu::host_isa() < HostIsa::Avx512Bf16 {
+        return widened::<T>(lhs, l, rhs, r, offsets, bias, shape);
+    }
     let mut out = FlexTensor::empty(shape, lhs.dtype());
     gemm::gemm::<T>(lhs.storage(), l, rhs.storage(), r, offsets, bias, out.storage_mut());
     out
+}
+
+/// The product on f32 copies of the operands, rounded once: on CPUs without bf16
+/// instructions gemmkit's bf16 kernels widen as they pack, and a weight gradient's
+/// transposed operand made them 1.7x slower than f32 (`MIXED_HOST_LANES=0
+/// GEMMKIT_REQUIRE_ISA=fma`).
+fn widened<T: Half>(
+    lhs: &FlexTensor,
+    l: View,
+    rhs: &FlexTensor,
+    r: View,
+    offsets: &[(usize, usize)],
+    bias: Option<&[T]>,
+    shape: Shape,
+) -> FlexTensor {
+    let wide = |values: &[T]| cpu::filled::<f32>(values.len(), |out| convert::widen(values, out));
+    let (lhs32, rhs32) = (wide(lhs.storage()), wide(rhs.storage()));
+    let bias32 = bias.map(wide);
+    let mut out32 = vec![0f32; shape.num_elements()];
+    gemm::gemm::<f32>(&lhs32, l, &rhs32, r, offsets, bias32.as_deref(), &mut out32);
+    super::filled_shape::<T>(shape, lhs.dtype(), |out| convert::narrow(&out32, out))
 }
 
 pub(super) fn matmul<T: Half>(lhs: FlexTensor, rhs: FlexTensor) -> Result<FlexTensor, TensorPair<Flex>> {

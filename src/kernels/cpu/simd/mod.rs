@@ -320,19 +320,6 @@ pub(crate) fn softmax_grad_rows<T: Lanes>(p: &[T], g: &[T], n: usize, out: &mut 
 #[cfg(target_arch = "x86_64")]
 mod amx;
 
-/// Asks the CPU to bring the cache line at `data`'s start into L1 (a hint: it reads
-/// nothing into the program and changes no result).
-#[inline]
-pub(crate) fn prefetch<T>(data: &[T]) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: SSE is part of x86-64; a prefetch never faults, whatever the address.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(data.as_ptr().cast())
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = data;
-}
-
 /// Whether bf16 products run on AMX tiles here ([`tile_band`]).
 pub(crate) fn has_tiles() -> bool {
     level() == HostIsa::Amx
