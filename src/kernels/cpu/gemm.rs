@@ -1,5 +1,6 @@
-//! Half-precision products on host slices: gemmkit's GEMM (f32 accumulation, one rounding
-//! of the output, runtime ISA dispatch), one matrix or a batch.
+//! Products on host slices on gemmkit's GEMM (f32 accumulation, one rounding of the
+//! output, runtime ISA dispatch), one matrix or a batch: f16 and bf16 operands, and the f32
+//! copies bf16 products take on CPUs without bf16 instructions.
 //!
 //! Why gemmkit (measured on this project's CPU, 2 threads, 2048 x 256 x 256: the `kernels`
 //! bench, figures in docs/results.md): its bf16 path uses the CPU's bf16 dot-product

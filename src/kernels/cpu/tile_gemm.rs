@@ -1,7 +1,7 @@
 //! bf16 products on AMX tiles: the operands packed into the tiles' layouts (zero-padded to
 //! whole tiles), bands of 32 rows of the result across threads, each band's f32 tiles
 //! finished while in cache (bias added in f32, one rounding to bf16). Where the CPU has
-//! no tiles the caller runs gemmkit instead.
+//! no tiles the caller runs gemmkit, or f32 copies below AVX512-BF16 (`flex::products`).
 //!
 //! Subnormal bf16 operands read as zero here, as in gemmkit's `vdpbf16ps` kernel that ran
 //! these products before on CPUs with AVX512-BF16, and as in oneDNN's bf16 products.
@@ -127,13 +127,19 @@ const PARALLEL_PACK_FROM: usize = 1 << 17;
 /// 2048) reads both operands from L2 for every pair of panels.
 const PASS_TILES: usize = 8;
 
+/// 16-column panels for `n` columns, rounded up to whole pairs (the tile loop takes two
+/// at a time; a padding panel is zeros, its sums are dropped).
+fn panel_count(n: usize) -> usize {
+    n.div_ceil(2 * TILE_ROWS) * 2
+}
+
 /// The right operand `b` in the layout of `simd::tile_band`, pass by pass ([`PASS_TILES`]
 /// k tiles each, the last one shorter): within a pass, its 16-column panels one after the
 /// other (columns past the end and k past the end as zeros), each the pass's tiles of 16
 /// pairs of k rows with the pair's two values side by side for each column.
 fn pack_panels<'a>(data: &[bf16], b: &View, (rs, cs): (usize, usize), kb: usize, parallel: bool, storage: &'a mut Vec<bf16>) -> &'a [bf16] {
     let (k, n) = (b.rows, b.cols);
-    let panels = n.div_ceil(TILE_ROWS);
+    let panels = panel_count(n);
     let packed = aligned(storage, panels * kb * TILE_VALUES, bf16::ZERO);
     let pass_len = panels * PASS_TILES * TILE_VALUES;
     if cs == 1 {
@@ -168,7 +174,7 @@ fn pack_panels<'a>(data: &[bf16], b: &View, (rs, cs): (usize, usize), kb: usize,
     // Other layouts, a panel of a pass at a time (starting at pair row `kp0`): column-major
     // reads each column's run of k, anything else one value at a time.
     let pack = |(q, kp0, dst): (usize, usize, &mut [bf16])| {
-        let cols = (n - q * TILE_ROWS).min(TILE_ROWS);
+        let cols = n.saturating_sub(q * TILE_ROWS).min(TILE_ROWS);
         let col0 = b.offset + q * TILE_ROWS * cs;
         let pairs: &mut [u32] = bytemuck::cast_slice_mut(dst);
         let kps = (pairs.len() / TILE_ROWS).min(k.div_ceil(2) - kp0);
@@ -248,15 +254,13 @@ pub(crate) fn gemm(
 /// One product of [`gemm`].
 fn product(lhs_data: &[bf16], lhs: View, rhs_data: &[bf16], rhs: View, bias: Option<&[f32]>, out: &mut Out<'_, bf16>, parallel: bool) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    let (Some(ls), Some(rs)) = (strides(&lhs), strides(&rhs)) else {
-        unreachable!("`accepts` checked the strides");
-    };
+    let (ls, rs) = (strides(&lhs).expect("`accepts` checked"), strides(&rhs).expect("`accepts` checked"));
     let kb = k.div_ceil(TILE_ROW_VALUES);
     let mut panel_storage = Vec::new();
     // Waking the other threads costs more than packing a small operand on this one.
     let parallel_pack = parallel && k * n >= PARALLEL_PACK_FROM;
     let panels: &[bf16] = pack_panels(rhs_data, &rhs, rs, kb, parallel_pack, &mut panel_storage);
-    let panel_count = n.div_ceil(TILE_ROWS);
+    let panel_count = panel_count(n);
     let pass_len = panel_count * PASS_TILES * TILE_VALUES;
     let ldc = panel_count * TILE_ROWS;
     // Row-major left operands with whole tiles of k are read in place, band by band (even
@@ -277,7 +281,7 @@ fn product(lhs_data: &[bf16], lhs: View, rhs_data: &[bf16], rhs: View, bias: Opt
         // would hold a group's f32 tiles at once.
         let group_bands = if in_place { 1 } else { GROUP_BANDS };
         let group_cap = group_bands.min(last - first);
-        let (mut packed_storage, mut c_storage, mut row_storage) = (Vec::new(), Vec::new(), vec![bf16::ZERO; n]);
+        let (mut packed_storage, mut c_storage) = (Vec::new(), Vec::new());
         let packed = aligned(&mut packed_storage, group_cap * 2 * PASS_TILES.min(kb) * TILE_VALUES, bf16::ZERO);
         let c = aligned(&mut c_storage, group_cap * BAND_ROWS * ldc, 0f32);
         for group0 in (first..last).step_by(group_bands) {
@@ -309,10 +313,8 @@ fn product(lhs_data: &[bf16], lhs: View, rhs_data: &[bf16], rhs: View, bias: Opt
                 if let Some(bias) = bias {
                     row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
                 }
-                if !simd::narrow(row, out) {
-                    bf16::narrow_slice(row, &mut row_storage);
-                    out.push_slice(&row_storage);
-                }
+                // The tiles come with AVX-512 (a higher `HostIsa`), so the vector loop runs.
+                assert!(simd::narrow(row, out), "AVX-512 with the tiles");
             }
         }
     };

@@ -95,7 +95,7 @@ fn rows_by_last(t: &FlexTensor) -> Option<View> {
 
 /// The product (one matrix per entry of `offsets`, as `gemm::gemm`) as a new tensor of
 /// `shape`: bf16 on AMX tiles where they take it (its output written without zeroing it
-/// first), the rest on gemmkit.
+/// first), bf16 on f32 copies of the operands below AVX512-BF16, the rest on gemmkit.
 fn product<T: Half>(
     lhs: &FlexTensor,
     l: View,
@@ -113,32 +113,20 @@ fn product<T: Half>(
         });
     }
     if lhs.dtype() == DType::BF16 && cpu::host_isa() < HostIsa::Avx512Bf16 {
-        return widened::<T>(lhs, l, rhs, r, offsets, bias, shape);
+        // Without bf16 instructions gemmkit's bf16 kernels widen as they pack, and a
+        // weight gradient's transposed operand made them 1.7x slower than f32
+        // (`MIXED_HOST_LANES=0 GEMMKIT_REQUIRE_ISA=fma`): widen once, multiply in f32,
+        // round once.
+        let wide = |values: &[T]| cpu::filled::<f32>(values.len(), |out| convert::widen(values, out));
+        let (lhs32, rhs32) = (wide(lhs.storage()), wide(rhs.storage()));
+        let bias32 = bias.map(wide);
+        let mut out32 = vec![0f32; shape.num_elements()];
+        gemm::gemm::<f32>(&lhs32, l, &rhs32, r, offsets, bias32.as_deref(), &mut out32);
+        return super::filled_shape::<T>(shape, lhs.dtype(), |out| convert::narrow(&out32, out));
     }
     let mut out = FlexTensor::empty(shape, lhs.dtype());
     gemm::gemm::<T>(lhs.storage(), l, rhs.storage(), r, offsets, bias, out.storage_mut());
     out
-}
-
-/// The product on f32 copies of the operands, rounded once: on CPUs without bf16
-/// instructions gemmkit's bf16 kernels widen as they pack, and a weight gradient's
-/// transposed operand made them 1.7x slower than f32 (`MIXED_HOST_LANES=0
-/// GEMMKIT_REQUIRE_ISA=fma`).
-fn widened<T: Half>(
-    lhs: &FlexTensor,
-    l: View,
-    rhs: &FlexTensor,
-    r: View,
-    offsets: &[(usize, usize)],
-    bias: Option<&[T]>,
-    shape: Shape,
-) -> FlexTensor {
-    let wide = |values: &[T]| cpu::filled::<f32>(values.len(), |out| convert::widen(values, out));
-    let (lhs32, rhs32) = (wide(lhs.storage()), wide(rhs.storage()));
-    let bias32 = bias.map(wide);
-    let mut out32 = vec![0f32; shape.num_elements()];
-    gemm::gemm::<f32>(&lhs32, l, &rhs32, r, offsets, bias32.as_deref(), &mut out32);
-    super::filled_shape::<T>(shape, lhs.dtype(), |out| convert::narrow(&out32, out))
 }
 
 pub(super) fn matmul<T: Half>(lhs: FlexTensor, rhs: FlexTensor) -> Result<FlexTensor, TensorPair<Flex>> {

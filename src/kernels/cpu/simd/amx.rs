@@ -15,10 +15,10 @@ use core::arch::asm;
 
 use burn::tensor::bf16;
 
-use super::{LeftTiles, TILE_ROWS, TILE_VALUES};
+use super::{LeftTiles, TILE_ROW_VALUES, TILE_ROWS, TILE_VALUES};
 
-/// Bytes between a tile's rows in the packed layouts.
-const ROW_BYTES: usize = 64;
+/// Bytes between a tile's rows in the packed layouts (one tile row, 64 bytes).
+const ROW_BYTES: usize = TILE_ROW_VALUES * 2;
 /// Bytes per packed tile.
 const TILE_BYTES: usize = TILE_VALUES * 2;
 
@@ -43,6 +43,9 @@ const CONFIG: Config = {
 /// state. Asks the OS (once per process is enough: the grant covers every thread).
 pub(super) fn enable() -> bool {
     // CPUID leaf 7, sub-leaf 0: EDX bit 22 is AMX-BF16, bit 24 AMX-TILE.
+    // `__cpuid_count` is a safe function on recent toolchains and `unsafe` on older ones
+    // within `rust-version` (the AMX feature names are not stable for
+    // `is_x86_feature_detected!`).
     #[allow(unused_unsafe)]
     // SAFETY: CPUID is available on every x86-64 CPU.
     let edx = unsafe { core::arch::x86_64::__cpuid_count(7, 0) }.edx;
@@ -67,30 +70,31 @@ fn request_tile_state() -> bool {
 }
 
 /// `c = a b` (or `c += a b` when `accumulate`) for one band of [`BAND_ROWS`] rows: `a`'s
-/// tiles where `left` says; `b` holds
-/// its 16-column panels one after the other, each `kb` tiles of 16 pairs of k rows
-/// (`b[((q * kb + t) * 16 + i) * 32 + 2 c + e]` is k `32 t + 2 i + e`, column `16 q + c`).
-/// Row `r` of the result goes to `c[r * ldc..][..16 * panels]`.
+/// tiles where `left` says; `b` holds an even number of 16-column panels one after the
+/// other, each `kb` tiles of 16 pairs of k rows (`b[((q * kb + t) * 16 + i) * 32 + 2 c + e]`
+/// is k `32 t + 2 i + e`, column `16 q + c`), taken two at a time. Row `r` of the result
+/// goes to `c[r * ldc..][..16 * panels]`.
 ///
 /// # Safety
-/// [`enable`] returned `true`; `kb >= 1`; `a.len() >= left.span(kb)`; `b.len()` a multiple
-/// of `kb * TILE_VALUES`; `ldc >= 16 * panels` and `c.len() >= 31 * ldc + 16 * panels`.
+/// [`enable`] returned `true`; `kb >= 1`; `a.len() >= left.span(kb)`; `b.len()` an even
+/// multiple of `kb * TILE_VALUES`; `ldc >= 16 * panels` and
+/// `c.len() >= 31 * ldc + 16 * panels`.
 pub(super) unsafe fn band(a: &[bf16], left: LeftTiles, b: &[bf16], kb: usize, c: &mut [f32], ldc: usize, accumulate: bool) {
     let panel = kb * TILE_VALUES;
     let panels = b.len() / panel;
     let a0 = a.as_ptr();
     // SAFETY (all blocks): the caller's contract bounds every tile read (`kb` tiles of
-    // each panel, 64-byte rows, `left`'s steps for `a`) and written (16 rows of `ldc` f32 from the band's row 0 or
-    // 16, at most 32 columns from the pair's first column); the CPU has AMX and the process
-    // its state (`enable`). The tile registers are not the compiler's: each block
-    // configures or uses them whole.
+    // each panel of a pair, 64-byte rows, `left`'s steps for `a`) and written (16 rows of
+    // `ldc` f32 from the band's row 0 or 16, the pair's 32 columns); every pointer formed
+    // stays inside its slice (`b1` is the pair's second panel, `c1` the band's row 16).
+    // The CPU has AMX and the process its state (`enable`). The tile registers are not the
+    // compiler's: each block configures or uses them whole.
     unsafe {
         let a1 = a0.add(left.panel_step);
         let (a_row, a_tile) = (left.row_step * 2, left.k_step * 2);
         asm!("ldtilecfg [{}]", in(reg) &CONFIG, options(nostack, readonly));
         let ldc_bytes = ldc * 4;
-        let mut q = 0;
-        while q + 2 <= panels {
+        for q in (0..panels).step_by(2) {
             let b0 = b.as_ptr().add(q * panel);
             let c0 = c.as_mut_ptr().add(q * TILE_ROWS);
             asm!(
@@ -129,47 +133,6 @@ pub(super) unsafe fn band(a: &[bf16], left: LeftTiles, b: &[bf16], kb: usize, c:
                 a1 = inout(reg) a1 => _,
                 b0 = inout(reg) b0 => _,
                 b1 = inout(reg) b0.add(panel) => _,
-                k = inout(reg) kb => _,
-                row = in(reg) ROW_BYTES,
-                a_row = in(reg) a_row,
-                a_tile = in(reg) a_tile,
-                tile = const TILE_BYTES,
-                c0 = in(reg) c0,
-                c1 = in(reg) c0.add(TILE_ROWS * ldc),
-                ldc = in(reg) ldc_bytes,
-                acc = in(reg) usize::from(accumulate),
-                options(nostack),
-            );
-            q += 2;
-        }
-        if q < panels {
-            let b0 = b.as_ptr().add(q * panel);
-            let c0 = c.as_mut_ptr().add(q * TILE_ROWS);
-            asm!(
-                "test {acc}, {acc}",
-                "jnz 3f",
-                "tilezero tmm0",
-                "tilezero tmm2",
-                "jmp 2f",
-                "3:",
-                "tileloadd tmm0, [{c0} + {ldc}*1]",
-                "tileloadd tmm2, [{c1} + {ldc}*1]",
-                "2:",
-                "tileloadd tmm4, [{a0} + {a_row}*1]",
-                "tileloadd tmm6, [{b0} + {row}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tileloadd tmm5, [{a1} + {a_row}*1]",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "add {a0}, {a_tile}",
-                "add {a1}, {a_tile}",
-                "add {b0}, {tile}",
-                "dec {k}",
-                "jnz 2b",
-                "tilestored [{c0} + {ldc}*1], tmm0",
-                "tilestored [{c1} + {ldc}*1], tmm2",
-                a0 = inout(reg) a0 => _,
-                a1 = inout(reg) a1 => _,
-                b0 = inout(reg) b0 => _,
                 k = inout(reg) kb => _,
                 row = in(reg) ROW_BYTES,
                 a_row = in(reg) a_row,

@@ -1,5 +1,6 @@
-//! Every `unsafe` of the host kernels, behind safe functions: the AVX-512 loops, and the
-//! outputs they and the portable loops write without zeroing them first.
+//! Every `unsafe` of the host kernels, behind safe functions: the AVX-512 loops
+//! (`avx512`), AMX's tile loop for bf16 products (`amx`), and the outputs the kernels
+//! write without zeroing them first.
 //!
 //! **Outputs.** A kernel's new output is written into uninitialized memory ([`filled`]):
 //! zeroing it first cost as much as the op itself (relu on 2048 x 256 bf16: 0.090 ms with
@@ -150,15 +151,16 @@ pub(crate) use avx512::Lanes;
 
 /// The instruction set the host kernels use on this CPU ([`host_isa`]): what the CPU
 /// has, capped by `MIXED_HOST_LANES` (`0`: the portable loops; `avx512`: no bf16
-/// conversion instruction; `avx512bf16`: no matrix tiles, bf16 products on gemmkit),
-/// decided once per process. Ordered: each level has what the ones before it have.
+/// instructions; `avx512bf16`: no matrix tiles, bf16 products on gemmkit), decided once
+/// per process. Ordered: each level has what the ones before it have. Below
+/// `Avx512Bf16` bf16 products run on f32 copies of their operands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum HostIsa {
     /// No AVX-512: the portable loops, gemmkit's products at the CPU's own level.
     Portable,
     /// AVX-512F/BW/VL.
     Avx512,
-    /// And AVX512-BF16's conversion instruction.
+    /// And AVX512-BF16: its conversion instruction, and gemmkit's `vdpbf16ps` products.
     Avx512Bf16,
     /// And AMX's bf16 tiles for bf16 products (the OS granted their state).
     Amx,
@@ -325,7 +327,8 @@ pub(crate) fn has_tiles() -> bool {
     level() == HostIsa::Amx
 }
 
-/// The tiles' layouts, shared by the packing code (`tile_gemm`) and the AMX loop.
+// The tiles' layouts, shared by the packing code (`tile_gemm`) and the AMX loop.
+
 /// Rows of every tile here.
 pub(crate) const TILE_ROWS: usize = 16;
 /// bf16 values per tile row (64 bytes): 32 values of k for a left tile, 16 column pairs
@@ -359,7 +362,7 @@ impl LeftTiles {
 
 /// `c = a b` (or `c += a b` when `accumulate`) for one band of [`BAND_ROWS`] rows on AMX
 /// tiles: `a`'s tiles where `left` says, `b` in the packed layout `tile_gemm` writes (every
-/// 16-column panel of `kb` tiles, column pairs interleaved); row `r` of the result is
+/// 16-column panel of `kb` tiles, column pairs interleaved, an even number of panels); row `r` of the result is
 /// `c[r * ldc..]`. `false` (nothing written) without the tiles ([`has_tiles`]).
 ///
 /// # Panics
@@ -369,7 +372,7 @@ pub(crate) fn tile_band(a: &[bf16], left: LeftTiles, b: &[bf16], kb: usize, c: &
         return false;
     }
     assert!(kb >= 1 && a.len() >= left.span(kb), "a band's left tiles lie inside its slice");
-    assert!(b.len().is_multiple_of(kb * TILE_VALUES), "right panels hold {kb} tiles each");
+    assert!(b.len().is_multiple_of(2 * kb * TILE_VALUES), "pairs of right panels of {kb} tiles each");
     let panels = b.len() / (kb * TILE_VALUES);
     assert!(ldc >= TILE_ROWS * panels && c.len() >= (BAND_ROWS - 1) * ldc + TILE_ROWS * panels, "a band's output holds 32 rows of {ldc}");
     #[cfg(target_arch = "x86_64")]
