@@ -47,6 +47,18 @@ fn tile_products_agree_with_flex() {
     property("tile products", 200, products::matmul(), |c| c.tile_products);
 }
 
+/// bf16 convolutions (forward and both gradients) on AMX tiles, where this CPU has them:
+/// fails if no case took them.
+#[test]
+fn tile_convs_agree_with_flex() {
+    use burn_mixed::kernels::{HostIsa, host_isa};
+    if host_isa() < HostIsa::Amx {
+        println!("skipped: the host kernels run at {} here, without AMX tiles", host_isa());
+        return;
+    }
+    property("tile convs", 150, conv::conv2d_case(), |c| c.tile_convs);
+}
+
 #[test]
 fn add_and_mul_agree_with_flex() {
     property("add/mul", 800, elementwise::binary(), |c| c.binary);
@@ -77,11 +89,12 @@ fn conv2d_agrees_with_flex() {
     property("conv2d", 300, conv::conv2d_case(), |c| c.conv2d);
 }
 
-/// The products again where bf16 has AVX512-BF16 but no AMX tiles (gemmkit's `vdpbf16ps`
-/// kernel; below that level bf16 products run on f32 copies, which the next test covers).
+/// The products and convolutions again where bf16 has AVX512-BF16 but no AMX tiles
+/// (gemmkit's `vdpbf16ps` kernel, and convolutions on Flex's f32 kernels; below that level
+/// bf16 products run on f32 copies, which the next test covers).
 #[test]
 fn products_without_tiles_agree_with_flex() {
-    kernels_support::rerun_at_level("avx512bf16", &["matmul_agrees_with_flex", "linear_agrees_with_flex"]);
+    kernels_support::rerun_at_level("avx512bf16", &["matmul_agrees_with_flex", "linear_agrees_with_flex", "conv2d_agrees_with_flex"]);
 }
 
 /// Every property again on the loops a CPU without AVX-512 runs, and on AVX-512 without

@@ -16,6 +16,7 @@ pub(crate) mod simd;
 pub(crate) mod softmax;
 pub(crate) mod threads;
 pub(crate) mod tile_gemm;
+pub(crate) mod unfold;
 
 pub(crate) use convert::Half;
 pub use simd::{HostIsa, host_isa};

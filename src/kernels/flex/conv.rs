@@ -15,6 +15,7 @@ use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::{ConvOptions, FloatTensorOps, ModuleOps};
 use burn::tensor::{DType, Shape, Slice, bf16, f16};
 
+use super::tile_conv;
 use crate::kernels::cpu::{Half, convert, reduce};
 use crate::kernels::{Conv2dArgs, Conv2dGradArgs, count};
 
@@ -101,6 +102,9 @@ pub(super) fn conv2d(
     bias: Option<FlexTensor>,
     options: ConvOptions<2>,
 ) -> Result<FlexTensor, Conv2dArgs<Flex>> {
+    if let Some(out) = tile_conv::conv2d(&x, &weight, bias.as_ref(), &options) {
+        return Ok(out);
+    }
     let operands: Vec<&FlexTensor> = [Some(&x), Some(&weight), bias.as_ref()].into_iter().flatten().collect();
     let batch = x.layout().shape()[0];
     let (Some(dtype), true) = (half_dtype(&operands), batch > 0) else {
@@ -132,6 +136,9 @@ fn samples(t: &FlexTensor, range: core::ops::Range<usize>) -> FlexTensor {
 
 pub(super) fn conv2d_x_backward(args: Conv2dGradArgs<Flex>) -> Result<FlexTensor, Conv2dGradArgs<Flex>> {
     let (x, weight, grad, options) = args;
+    if let Some(out) = tile_conv::conv2d_x_backward(&x, &weight, &grad, &options) {
+        return Ok(out);
+    }
     let batch = x.layout().shape()[0];
     let (Some(dtype), true) = (half_dtype(&[&x, &weight, &grad]), batch > 0) else {
         return Err((x, weight, grad, options));
@@ -181,6 +188,9 @@ fn widen_samples_channels_first<T: Half>(t: &FlexTensor, range: core::ops::Range
 
 pub(super) fn conv2d_weight_backward(args: Conv2dGradArgs<Flex>) -> Result<FlexTensor, Conv2dGradArgs<Flex>> {
     let (x, weight, grad, options) = args;
+    if let Some(out) = tile_conv::conv2d_weight_backward(&x, &weight, &grad, &options) {
+        return Ok(out);
+    }
     let batch = x.layout().shape()[0];
     let (Some(dtype), true) = (half_dtype(&[&x, &weight, &grad]), batch > 0) else {
         return Err((x, weight, grad, options));

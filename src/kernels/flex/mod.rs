@@ -7,6 +7,7 @@
 
 mod conv;
 mod products;
+mod tile_conv;
 
 use burn::backend::Flex;
 use burn::backend::flex::ops::unary::erf_f32;

@@ -17,7 +17,7 @@ pub(super) fn available() -> bool {
 
 /// The lanes of the first `n` elements of a group (`n <= 16`).
 #[inline]
-fn mask(n: usize) -> __mmask16 {
+pub(super) fn mask(n: usize) -> __mmask16 {
     if n >= LANES { 0xffff } else { (1u16 << n) - 1 }
 }
 

@@ -384,8 +384,51 @@ pub(crate) fn tile_band(a: &[bf16], left: LeftTiles, b: &[bf16], kb: usize, c: &
     true
 }
 
+/// `dst[i] = even[i] | odd[i] << 16` as bits (`odd`: zeros where `None`), and zeros past
+/// `even`'s length: bf16 pairs as a tile row holds them, on AVX-512; `false` (nothing
+/// written) without it.
+///
+/// # Panics
+/// When `even` is longer than `dst`, or `odd` not as long as `even`.
+pub(crate) fn interleave_pairs(even: &[bf16], odd: Option<&[bf16]>, dst: &mut [u32]) -> bool {
+    assert!(even.len() <= dst.len() && odd.is_none_or(|o| o.len() == even.len()), "one pair per value");
+    if !lanes() {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has AVX-512F/BW/VL (`lanes`); the lengths are checked above.
+    unsafe {
+        tile_operands::interleave(even, odd, dst)
+    };
+    true
+}
+
+/// A left tile of a column-major operand, on AVX-512: `dst[16 r + p]` pairs values `2p`
+/// and `2p + 1` of column `r`, where value `k` of column `r` is `src[start + k * stride +
+/// r]`, and values `k >= k_rows` and columns `r >= cols` are zeros. `false` (nothing
+/// written) without AVX-512.
+///
+/// # Panics
+/// When `k_rows > 32`, `cols > 16`, `dst` does not hold 256 pairs, or `src` does not hold
+/// the values read.
+pub(crate) fn transposed_pairs(src: &[bf16], start: usize, stride: usize, k_rows: usize, cols: usize, dst: &mut [u32]) -> bool {
+    assert!(k_rows <= TILE_ROW_VALUES && cols <= TILE_ROWS && dst.len() == TILE_ROWS * TILE_ROWS, "one tile");
+    assert!(k_rows == 0 || cols == 0 || start + (k_rows - 1) * stride + cols <= src.len(), "the tile's values lie in `src`");
+    if !lanes() {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has AVX-512F/BW/VL (`lanes`); the bounds are checked above.
+    unsafe {
+        tile_operands::transposed(src, start, stride, k_rows, cols, dst)
+    };
+    true
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod tile_operands;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,175 @@
+//! 2-d convolutions of bf16 Flex tensors on AMX tiles (groups of 1): each sample's input
+//! unfolded (`cpu::unfold`) and multiplied by the weight on the tiles, f32 sums rounded
+//! once. Per sample, with `W` the weight as `[out_channels, channels * kh * kw]` and `U`
+//! the unfolded input (`[channels * kh * kw, out_h * out_w]`):
+//! - forward: `y = W U + bias` (rows of `y` are output channels: NCHW as it is stored);
+//! - input gradient: `dU = W^T dy` in f32, folded back onto the input, rounded once;
+//! - weight gradient: `dW^T = sum over samples of U dy^T` in f32, rounded once.
+//!
+//! Samples run in parallel; only a thread's own sample is unfolded at a time, so the
+//! unfolded matrices never add more than one sample's per thread to the step's memory.
+
+use burn::backend::flex::FlexTensor;
+use burn::tensor::ops::ConvOptions;
+use burn::tensor::{DType, Shape, bf16};
+use rayon::prelude::*;
+
+use crate::kernels::count;
+use crate::kernels::cpu::gemm::View;
+use crate::kernels::cpu::tile_gemm::{self, Bias};
+use crate::kernels::cpu::unfold::{self, Conv2dGeometry};
+use crate::kernels::cpu::{self, convert};
+
+/// A convolution the tiles take: its batch, output channels and per-sample geometry.
+struct Conv {
+    batch: usize,
+    out_channels: usize,
+    geometry: Conv2dGeometry,
+}
+
+impl Conv {
+    /// `None` unless the tiles are here, `x` (`[batch, channels, h, w]`) and `weight`
+    /// (`[out_channels, channels, kh, kw]`) are bf16 with matching channels, the groups
+    /// are 1 and nothing is empty.
+    fn of(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Option<Self> {
+        let (xs, ws) = (x.layout().shape(), weight.layout().shape());
+        let takes = tile_gemm::available()
+            && x.dtype() == DType::BF16
+            && weight.dtype() == DType::BF16
+            && xs.num_dims() == 4
+            && ws.num_dims() == 4
+            && options.groups == 1
+            && xs[1] == ws[1]
+            && options.stride.iter().chain(&options.dilation).all(|&s| s > 0);
+        if !takes {
+            return None;
+        }
+        let geometry = Conv2dGeometry {
+            channels: xs[1],
+            input: [xs[2], xs[3]],
+            kernel: [ws[2], ws[3]],
+            stride: options.stride,
+            padding: options.padding,
+            dilation: options.dilation,
+        };
+        let conv = Self { batch: xs[0], out_channels: ws[0], geometry };
+        (conv.batch * conv.out_channels * geometry.rows() * geometry.cols() > 0).then_some(conv)
+    }
+
+    /// The weight as the row-major `[out_channels, rows]` matrix.
+    fn weight(&self) -> View {
+        let rows = self.geometry.rows();
+        View { offset: 0, rows: self.out_channels, cols: rows, rs: rows as isize, cs: 1 }
+    }
+
+    /// Sample `b` of an output-shaped tensor as the row-major `[out_channels, cols]` matrix.
+    fn output_of(&self, b: usize) -> View {
+        let cols = self.geometry.cols();
+        View { offset: b * self.out_channels * cols, rows: self.out_channels, cols, rs: cols as isize, cs: 1 }
+    }
+
+    /// Sample `b` of `x` (contiguous), unfolded.
+    fn unfolded(&self, x: &[bf16], b: usize) -> (Vec<bf16>, View) {
+        let g = &self.geometry;
+        let mut cols = vec![bf16::ZERO; g.rows() * g.cols()];
+        unfold::unfold(&x[b * g.input_len()..][..g.input_len()], g, &mut cols);
+        (cols, View { offset: 0, rows: g.rows(), cols: g.cols(), rs: g.cols() as isize, cs: 1 })
+    }
+}
+
+pub(super) fn conv2d(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>, options: &ConvOptions<2>) -> Option<FlexTensor> {
+    let conv = Conv::of(x, weight, options)?;
+    if bias.is_some_and(|b| b.dtype() != DType::BF16 || b.layout().shape().num_elements() != conv.out_channels) {
+        return None;
+    }
+    let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+    let bias: Option<Vec<f32>> =
+        bias.map(|b| cpu::filled(conv.out_channels, |out| convert::widen(b.to_contiguous().storage::<bf16>(), out)));
+    let (x_values, w_values) = (x.storage::<bf16>(), weight.storage::<bf16>());
+    let [out_h, out_w] = conv.geometry.output();
+    let shape = Shape::new([conv.batch, conv.out_channels, out_h, out_w]);
+    let sample = conv.out_channels * conv.geometry.cols();
+    let out = super::filled_shape::<bf16>(shape, DType::BF16, |out| {
+        out.par_blocks(sample, |start, out| {
+            let (cols, u) = conv.unfolded(x_values, start / sample);
+            let bias = bias.as_deref().map_or(Bias::None, Bias::Rows);
+            tile_gemm::product(w_values, conv.weight(), &cols, u, bias, out, false);
+        })
+    });
+    count(|c| &mut c.conv2d);
+    count(|c| &mut c.tile_convs);
+    Some(out)
+}
+
+pub(super) fn conv2d_x_backward(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<2>) -> Option<FlexTensor> {
+    let conv = Conv::of(x, weight, options)?;
+    let [out_h, out_w] = conv.geometry.output();
+    if grad.dtype() != DType::BF16 || grad.layout().shape().to_vec() != [conv.batch, conv.out_channels, out_h, out_w] {
+        return None;
+    }
+    let (weight, grad) = (weight.to_contiguous(), grad.to_contiguous());
+    let (w_values, g_values) = (weight.storage::<bf16>(), grad.storage::<bf16>());
+    let g = conv.geometry;
+    // W^T: the row-major weight read as `[rows, out_channels]`.
+    let w_t = View { offset: 0, rows: g.rows(), cols: conv.out_channels, rs: 1, cs: g.rows() as isize };
+    let out = super::filled::<bf16>(x, DType::BF16, |out| {
+        out.par_blocks(g.input_len(), |start, out| {
+            let b = start / g.input_len();
+            let d_cols = cpu::filled::<f32>(g.rows() * g.cols(), |d| {
+                tile_gemm::product(w_values, w_t, g_values, conv.output_of(b), Bias::None, d, false)
+            });
+            let mut dx = vec![0.0f32; g.input_len()];
+            unfold::fold(&d_cols, &g, &mut dx);
+            convert::narrow(&dx, out);
+        })
+    });
+    count(|c| &mut c.conv2d_backward);
+    count(|c| &mut c.tile_convs);
+    Some(out)
+}
+
+pub(super) fn conv2d_weight_backward(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    grad: &FlexTensor,
+    options: &ConvOptions<2>,
+) -> Option<FlexTensor> {
+    let conv = Conv::of(x, weight, options)?;
+    let [out_h, out_w] = conv.geometry.output();
+    if grad.dtype() != DType::BF16 || grad.layout().shape().to_vec() != [conv.batch, conv.out_channels, out_h, out_w] {
+        return None;
+    }
+    let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
+    let (x_values, g_values) = (x.storage::<bf16>(), grad.storage::<bf16>());
+    let (rows, oc) = (conv.geometry.rows(), conv.out_channels);
+    // dW^T = sum over samples of U dy^T, in f32: each thread sums a fixed run of samples in
+    // order, and the runs are added in order, so the result does not depend on scheduling.
+    let threads = rayon::current_num_threads().clamp(1, conv.batch);
+    let per_thread = conv.batch.div_ceil(threads);
+    let partial = |run: usize| {
+        let mut sum = vec![0.0f32; rows * oc];
+        for b in run * per_thread..((run + 1) * per_thread).min(conv.batch) {
+            let (cols, u) = conv.unfolded(x_values, b);
+            let o = conv.output_of(b);
+            // dy^T: sample b's row-major `[out_channels, cols]` read as `[cols, out_channels]`.
+            let dy_t = View { offset: o.offset, rows: o.cols, cols: o.rows, rs: 1, cs: o.rs };
+            let part = cpu::filled::<f32>(rows * oc, |d| tile_gemm::product(&cols, u, g_values, dy_t, Bias::None, d, false));
+            sum.iter_mut().zip(&part).for_each(|(s, p)| *s += p);
+        }
+        sum
+    };
+    let runs: Vec<Vec<f32>> = (0..conv.batch.div_ceil(per_thread)).into_par_iter().map(partial).collect();
+    let sums = runs
+        .into_iter()
+        .reduce(|mut acc, run| {
+            acc.iter_mut().zip(&run).for_each(|(a, r)| *a += r);
+            acc
+        })
+        .expect("a non-empty batch");
+    // `[rows, out_channels]` to the weight's `[out_channels, rows]`, rounded once.
+    let transposed: Vec<f32> = (0..oc).flat_map(|o| (0..rows).map(move |r| (o, r))).map(|(o, r)| sums[r * oc + o]).collect();
+    let out = super::filled::<bf16>(weight, DType::BF16, |out| convert::narrow(&transposed, out));
+    count(|c| &mut c.conv2d_backward);
+    count(|c| &mut c.tile_convs);
+    Some(out)
+}
