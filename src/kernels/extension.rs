@@ -80,6 +80,20 @@ pub trait HostKernels: Backend + sealed::Sealed {
         Err(grad)
     }
 
+    /// 2-d average pooling from `(x, kernel_size, stride, padding, count_include_pad,
+    /// ceil_mode)` of an f16/bf16 `[batch, channels, h, w]` tensor: each window's sum in
+    /// f32, divided, rounded once.
+    fn half_avg_pool2d(args: AvgPool2dArgs<Self>) -> Result<FloatTensor<Self>, AvgPool2dArgs<Self>> {
+        Err(args)
+    }
+
+    /// [`HostKernels::half_avg_pool2d`]'s input gradient from `(x, output_grad,
+    /// kernel_size, stride, padding, count_include_pad, ceil_mode)`, summed in f32 and
+    /// rounded once.
+    fn half_avg_pool2d_backward(args: AvgPool2dGradArgs<Self>) -> Result<FloatTensor<Self>, AvgPool2dGradArgs<Self>> {
+        Err(args)
+    }
+
     /// A cast from `(tensor, dtype)` between f32 and f16/bf16 (either way), rounding to
     /// nearest even.
     fn half_cast(args: CastArgs<Self>) -> Result<FloatTensor<Self>, CastArgs<Self>> {
@@ -150,6 +164,13 @@ pub type Conv2dArgs<B> = (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>
 /// The inputs of a 2-d convolution's input or weight gradient: `(x, weight, output_grad,
 /// options)`, handed back when declined.
 pub type Conv2dGradArgs<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, ConvOptions<2>);
+
+/// The inputs of a 2-d average pooling, `(x, kernel_size, stride, padding,
+/// count_include_pad, ceil_mode)`, handed back when declined.
+pub type AvgPool2dArgs<B> = (FloatTensor<B>, [usize; 2], [usize; 2], [usize; 2], bool, bool);
+/// The inputs of a 2-d average pooling's backward, `(x, output_grad, kernel_size, stride,
+/// padding, count_include_pad, ceil_mode)`, handed back when declined.
+pub type AvgPool2dGradArgs<B> = (FloatTensor<B>, FloatTensor<B>, [usize; 2], [usize; 2], [usize; 2], bool, bool);
 
 /// A convolution's bias-gradient inputs `(x, bias, output_grad)`, handed back when declined.
 pub type ConvBiasGradArgs<B> = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>);

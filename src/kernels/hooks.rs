@@ -10,7 +10,10 @@ use burn::tensor::{DType, FloatDType, TensorMetadata};
 use super::attention::{scores_in_f32, softmax_then_cast};
 use super::dispatch::{has_host_kernels, host_kernel};
 use super::host_kernels_enabled;
-use super::{BinaryArgs, BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, ConvBiasGradArgs, LayerNormArgs, LinearArgs, TensorPair};
+use super::{
+    AvgPool2dArgs, AvgPool2dGradArgs, BinaryArgs, BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, ConvBiasGradArgs, LayerNormArgs,
+    LinearArgs, TensorPair,
+};
 
 /// Whether `tensor` is f16 or bf16: the only inputs the fast path considers, checked
 /// before anything else so that other dtypes cost one comparison.
@@ -75,6 +78,14 @@ hooks! {
     /// `conv2d_bias_backward` (reached under `Autodiff<Mixed<B>>`).
     fn conv2d_bias_backward(x: FloatTensor<B>, bias: FloatTensor<B>, output_grad: FloatTensor<B>)
         -> Result<_, ConvBiasGradArgs<B>> if half(output_grad) => conv_bias_grad;
+    /// `avg_pool2d`.
+    fn avg_pool2d(x: FloatTensor<B>, kernel_size: [usize; 2], stride: [usize; 2], padding: [usize; 2], count_include_pad: bool, ceil_mode: bool)
+        -> Result<_, AvgPool2dArgs<B>> if half(x) => half_avg_pool2d;
+    /// `avg_pool2d_backward` (reached under `Autodiff<Mixed<B>>`).
+    fn avg_pool2d_backward(
+        x: FloatTensor<B>, grad: FloatTensor<B>, kernel_size: [usize; 2], stride: [usize; 2], padding: [usize; 2], count_include_pad: bool,
+        ceil_mode: bool
+    ) -> Result<_, AvgPool2dGradArgs<B>> if half(grad) => half_avg_pool2d_backward;
 }
 
 /// `Mixed`'s hook for `float_cast`, and the cast autocast inserts.

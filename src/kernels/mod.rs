@@ -49,8 +49,8 @@ pub(crate) use composed::Composed;
 #[cfg(feature = "flex")]
 pub use cpu::{HostIsa, host_isa};
 pub use extension::{
-    BinaryArgs, BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, ConvBiasGradArgs, HostKernels, LayerNormArgs, LayerNormGradArgs,
-    LinearArgs, TensorPair,
+    AvgPool2dArgs, AvgPool2dGradArgs, BinaryArgs, BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, ConvBiasGradArgs, HostKernels,
+    LayerNormArgs, LayerNormGradArgs, LinearArgs, TensorPair,
 };
 pub(crate) use hooks::*;
 pub use switch::{

@@ -90,6 +90,8 @@ pub struct HostKernelCalls {
     /// 2-d convolutions (forward, input or weight gradient) that ran on AMX tiles: bf16,
     /// groups of 1, where [`host_isa`](crate::kernels::host_isa) is `Amx`.
     pub tile_convs: u64,
+    /// 2-d average poolings' forward and backward.
+    pub avg_pool2d: u64,
     /// Casts between f32 and f16/bf16.
     pub cast: u64,
     /// Element-wise add and mul.
@@ -108,7 +110,7 @@ thread_local! {
     static CALLS: Cell<HostKernelCalls> = const {
         Cell::new(HostKernelCalls {
             matmul: 0, linear: 0, tile_products: 0, sum_to_last: 0, relu: 0, relu_backward: 0, gelu: 0, gelu_backward: 0, conv2d: 0,
-            conv2d_backward: 0, tile_convs: 0, cast: 0, binary: 0, softmax: 0, softmax_backward: 0,
+            conv2d_backward: 0, tile_convs: 0, avg_pool2d: 0, cast: 0, binary: 0, softmax: 0, softmax_backward: 0,
             layer_norm: 0, layer_norm_backward: 0,
         })
     };

@@ -19,6 +19,7 @@ mod conv;
 mod elementwise;
 mod layout;
 mod oracle;
+mod pool;
 mod products;
 mod regressions;
 mod rows;
@@ -85,6 +86,11 @@ fn layer_norm_agrees_with_flex() {
 }
 
 #[test]
+fn avg_pool2d_agrees_with_flex() {
+    property("avg pool2d", 300, pool::avg_pool2d_case(), |c| c.avg_pool2d);
+}
+
+#[test]
 fn conv2d_agrees_with_flex() {
     property("conv2d", 300, conv::conv2d_case(), |c| c.conv2d);
 }
@@ -110,6 +116,7 @@ fn every_property_at_every_loop_level() {
         "attention_agrees_with_flex",
         "layer_norm_agrees_with_flex",
         "conv2d_agrees_with_flex",
+        "avg_pool2d_agrees_with_flex",
         "regressions::signalling_nans_widen_to_quiet_nans",
         "regressions::softmax_backward_rows_sum_to_zero",
         "regressions::casts_round_near_ties_correctly_on_every_layout",

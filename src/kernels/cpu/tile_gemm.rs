@@ -17,12 +17,12 @@
 //! in place; any other is packed a pass at a time for a group of bands.
 
 use std::cell::RefCell;
-use std::thread::LocalKey;
 
 use burn::tensor::bf16;
 use rayon::prelude::*;
 
 use super::gemm::{SPLIT_EACH_FROM, View};
+use super::scratch::with_scratch;
 use super::simd::{self, BAND_ROWS, LeftTiles, TILE_ROW_VALUES, TILE_ROWS, TILE_VALUES};
 use super::{Half, Out};
 
@@ -43,32 +43,12 @@ fn aligned<T: Copy + Default>(buf: &mut Vec<T>, len: usize) -> &mut [T] {
     &mut buf[start..start + len]
 }
 
-/// Bytes of packed operands and sums a thread keeps from one product to the next; larger
-/// buffers are freed after their product.
-const KEEP_BYTES: usize = 4 << 20;
-
 thread_local! {
-    /// Each thread's buffers for the right operand, packed left bands, and band sums: a
-    /// fresh allocation per product cost its zeroing and page faults (a tenth of a small
-    /// CNN's bf16 step).
+    /// Each thread's buffers (`scratch`) for the packed right operand, packed left bands,
+    /// and band sums.
     static PANELS: RefCell<Vec<bf16>> = const { RefCell::new(Vec::new()) };
     static BANDS: RefCell<Vec<bf16>> = const { RefCell::new(Vec::new()) };
     static SUMS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with this thread's buffer of `key`, or a fresh one while that one is in use
-/// further up this thread's stack (a product waiting for its threads may run another).
-fn with_scratch<T, R>(key: &'static LocalKey<RefCell<Vec<T>>>, f: impl FnOnce(&mut Vec<T>) -> R) -> R {
-    key.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut buf) => {
-            let result = f(&mut buf);
-            if buf.capacity() * size_of::<T>() > KEEP_BYTES {
-                *buf = Vec::new();
-            }
-            result
-        }
-        Err(_) => f(&mut Vec::new()),
-    })
 }
 
 /// A view's strides as offsets, `None` where one is negative.

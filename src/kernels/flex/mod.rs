@@ -6,6 +6,7 @@
 //! stride) are handed back to Flex, which then computes them as it always does.
 
 mod conv;
+mod pool;
 mod products;
 mod tile_conv;
 
@@ -17,8 +18,8 @@ use burn::tensor::{Bytes, DType, FloatDType, Shape, bf16, f16};
 
 use crate::kernels::cpu::{self, Half, Out, convert, elementwise, layer_norm as norm, softmax};
 use crate::kernels::{
-    BinaryArgs, BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, HostKernels, LayerNormArgs, LayerNormGradArgs, LinearArgs, TensorPair,
-    count,
+    AvgPool2dArgs, AvgPool2dGradArgs, BinaryArgs, BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, HostKernels, LayerNormArgs,
+    LayerNormGradArgs, LinearArgs, TensorPair, count,
 };
 use products::{linear, matmul, sum_to_last};
 
@@ -88,6 +89,14 @@ impl HostKernels for Flex {
             _ => None,
         };
         result.inspect(|_| count(|c| &mut c.gelu_backward)).ok_or((x, grad))
+    }
+
+    fn half_avg_pool2d(args: AvgPool2dArgs<Flex>) -> Result<FlexTensor, AvgPool2dArgs<Flex>> {
+        pool::avg_pool2d(args)
+    }
+
+    fn half_avg_pool2d_backward(args: AvgPool2dGradArgs<Flex>) -> Result<FlexTensor, AvgPool2dGradArgs<Flex>> {
+        pool::avg_pool2d_backward(args)
     }
 
     fn half_conv2d((x, weight, bias, options): Conv2dArgs<Flex>) -> Result<FlexTensor, Conv2dArgs<Flex>> {

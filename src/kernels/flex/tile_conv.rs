@@ -9,6 +9,8 @@
 //! Samples run in parallel; only a thread's own sample is unfolded at a time, so the
 //! unfolded matrices never add more than one sample's per thread to the step's memory.
 
+use std::cell::RefCell;
+
 use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Shape, bf16};
@@ -16,9 +18,10 @@ use rayon::prelude::*;
 
 use crate::kernels::count;
 use crate::kernels::cpu::gemm::View;
+use crate::kernels::cpu::scratch::{self, with_scratch};
 use crate::kernels::cpu::tile_gemm::{self, Bias};
 use crate::kernels::cpu::unfold::{self, Conv2dGeometry};
-use crate::kernels::cpu::{self, convert};
+use crate::kernels::cpu::{self, Out, convert};
 
 /// A convolution the tiles take: its batch, output channels and per-sample geometry.
 struct Conv {
@@ -68,13 +71,21 @@ impl Conv {
         View { offset: b * self.out_channels * cols, rows: self.out_channels, cols, rs: cols as isize, cs: 1 }
     }
 
-    /// Sample `b` of `x` (contiguous), unfolded.
-    fn unfolded(&self, x: &[bf16], b: usize) -> (Vec<bf16>, View) {
+    /// Sample `b` of `x` (contiguous), unfolded into `buf`, and its view there.
+    fn unfold_into<'a>(&self, x: &[bf16], b: usize, buf: &'a mut Vec<bf16>) -> (&'a [bf16], View) {
         let g = &self.geometry;
-        let mut cols = vec![bf16::ZERO; g.rows() * g.cols()];
-        unfold::unfold(&x[b * g.input_len()..][..g.input_len()], g, &mut cols);
+        let cols = scratch::prefix(buf, g.rows() * g.cols(), bf16::ZERO);
+        unfold::unfold(&x[b * g.input_len()..][..g.input_len()], g, cols);
         (cols, View { offset: 0, rows: g.rows(), cols: g.cols(), rs: g.cols() as isize, cs: 1 })
     }
+}
+
+thread_local! {
+    /// Each thread's buffers (`scratch`): a sample's unfolded input, the gradient of it,
+    /// and the sample's input gradient before rounding.
+    static UNFOLDED: RefCell<Vec<bf16>> = const { RefCell::new(Vec::new()) };
+    static UNFOLDED_GRAD: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    static INPUT_GRAD: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 pub(super) fn conv2d(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>, options: &ConvOptions<2>) -> Option<FlexTensor> {
@@ -91,9 +102,11 @@ pub(super) fn conv2d(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTens
     let sample = conv.out_channels * conv.geometry.cols();
     let out = super::filled_shape::<bf16>(shape, DType::BF16, |out| {
         out.par_blocks(sample, |start, out| {
-            let (cols, u) = conv.unfolded(x_values, start / sample);
-            let bias = bias.as_deref().map_or(Bias::None, Bias::Rows);
-            tile_gemm::product(w_values, conv.weight(), &cols, u, bias, out, false);
+            with_scratch(&UNFOLDED, |buf| {
+                let (cols, u) = conv.unfold_into(x_values, start / sample, buf);
+                let bias = bias.as_deref().map_or(Bias::None, Bias::Rows);
+                tile_gemm::product(w_values, conv.weight(), cols, u, bias, out, false);
+            })
         })
     });
     count(|c| &mut c.conv2d);
@@ -115,12 +128,17 @@ pub(super) fn conv2d_x_backward(x: &FlexTensor, weight: &FlexTensor, grad: &Flex
     let out = super::filled::<bf16>(x, DType::BF16, |out| {
         out.par_blocks(g.input_len(), |start, out| {
             let b = start / g.input_len();
-            let d_cols = cpu::filled::<f32>(g.rows() * g.cols(), |d| {
-                tile_gemm::product(w_values, w_t, g_values, conv.output_of(b), Bias::None, d, false)
-            });
-            let mut dx = vec![0.0f32; g.input_len()];
-            unfold::fold(&d_cols, &g, &mut dx);
-            convert::narrow(&dx, out);
+            with_scratch(&UNFOLDED_GRAD, |d_cols| {
+                with_scratch(&INPUT_GRAD, |dx| {
+                    let d_cols = scratch::prefix(d_cols, g.rows() * g.cols(), 0.0);
+                    let mut d = Out::over(&mut *d_cols);
+                    tile_gemm::product(w_values, w_t, g_values, conv.output_of(b), Bias::None, &mut d, false);
+                    assert!(d.is_full(), "the product wrote the unfolded gradient");
+                    let dx = scratch::prefix(dx, g.input_len(), 0.0);
+                    unfold::fold(d_cols, &g, dx);
+                    convert::narrow(dx, out);
+                })
+            })
         })
     });
     count(|c| &mut c.conv2d_backward);
@@ -149,11 +167,13 @@ pub(super) fn conv2d_weight_backward(
     let partial = |run: usize| {
         let mut sum = vec![0.0f32; rows * oc];
         for b in run * per_thread..((run + 1) * per_thread).min(conv.batch) {
-            let (cols, u) = conv.unfolded(x_values, b);
             let o = conv.output_of(b);
             // dy^T: sample b's row-major `[out_channels, cols]` read as `[cols, out_channels]`.
             let dy_t = View { offset: o.offset, rows: o.cols, cols: o.rows, rs: 1, cs: o.rs };
-            let part = cpu::filled::<f32>(rows * oc, |d| tile_gemm::product(&cols, u, g_values, dy_t, Bias::None, d, false));
+            let part = with_scratch(&UNFOLDED, |buf| {
+                let (cols, u) = conv.unfold_into(x_values, b, buf);
+                cpu::filled::<f32>(rows * oc, |d| tile_gemm::product(cols, u, g_values, dy_t, Bias::None, d, false))
+            });
             sum.iter_mut().zip(&part).for_each(|(s, p)| *s += p);
         }
         sum

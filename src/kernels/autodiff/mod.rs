@@ -12,10 +12,16 @@ use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
-use burn::tensor::ops::{ConvOptions, FloatTensor};
+use burn::tensor::ops::FloatTensor;
 use burn::tensor::{FloatDType, TensorMetadata};
 
-use super::{BinaryArgs, BinaryOp, CastArgs, Composed, Conv2dArgs, HostKernels, LayerNormArgs, LayerNormGradArgs, LinearArgs, TensorPair};
+use super::{
+    AvgPool2dArgs, BinaryArgs, BinaryOp, CastArgs, Composed, Conv2dArgs, HostKernels, LayerNormArgs, LayerNormGradArgs, LinearArgs,
+    TensorPair,
+};
+use spatial::{HalfAvgPool2d, HalfConv2d};
+
+mod spatial;
 use burn::tensor::Shape;
 use burn::tensor::backend::Backend;
 
@@ -261,43 +267,6 @@ impl<B: HostKernels> Backward<B, 1> for HalfGelu {
     }
 }
 
-/// A convolution's node: parents `[x, weight]` or `[x, weight, bias]`.
-#[derive(Debug)]
-struct HalfConv2d;
-
-/// What a convolution's backward needs: its input, weight and bias (for their shapes and
-/// the products) and its options.
-type ConvState<B> = (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>, ConvOptions<2>);
-
-/// The backward of a convolution node (either arity).
-fn conv2d_backward<B: HostKernels, const N: usize>(ops: Ops<ConvState<B>, N>, grads: &mut Gradients) {
-    let (x, weight, bias, options) = ops.state;
-    let grad = grads.consume::<B>(&ops.node);
-    let mut parents = ops.parents.into_iter();
-    let (node_x, node_weight, node_bias) = (parents.next().flatten(), parents.next().flatten(), parents.next().flatten());
-    let args = || (x.clone(), weight.clone(), grad.clone(), options.clone());
-    if let Some(node) = node_x {
-        let g = B::half_conv2d_x_backward(args()).unwrap_or_else(|(x, w, g, o)| B::conv2d_x_backward(x, w, g, o));
-        grads.register::<B>(node.id, g);
-    }
-    if let Some(node) = node_weight {
-        let g = B::half_conv2d_weight_backward(args()).unwrap_or_else(|(x, w, g, o)| B::conv2d_weight_backward(x, w, g, o));
-        grads.register::<B>(node.id, g);
-    }
-    if let (Some(node), Some(bias)) = (node_bias, bias) {
-        let g = B::conv_bias_grad((x, bias, grad)).unwrap_or_else(|(x, b, g)| B::conv2d_bias_backward(x, b, g));
-        grads.register::<B>(node.id, g);
-    }
-}
-
-impl<B: HostKernels, const N: usize> Backward<B, N> for HalfConv2d {
-    type State = ConvState<B>;
-
-    fn backward(self, ops: Ops<Self::State, N>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        conv2d_backward::<B, N>(ops, grads)
-    }
-}
-
 #[derive(Debug)]
 struct HalfCast;
 
@@ -502,6 +471,17 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
         };
         let state = (x.primitive.clone(), weight.primitive.clone(), inner_bias, options);
         Ok(track_optional_third::<B, C, _, _>(HalfConv2d, [&x, &weight], bias.as_ref(), state, out))
+    }
+
+    fn half_avg_pool2d(
+        (x, kernel, stride, padding, count_include_pad, ceil_mode): AvgPool2dArgs<Self>,
+    ) -> Result<FloatTensor<Self>, AvgPool2dArgs<Self>> {
+        let out = match B::half_avg_pool2d((x.primitive.clone(), kernel, stride, padding, count_include_pad, ceil_mode)) {
+            Ok(out) => out,
+            Err(_) => return Err((x, kernel, stride, padding, count_include_pad, ceil_mode)),
+        };
+        let state = (x.primitive.clone(), kernel, stride, padding, count_include_pad, ceil_mode);
+        Ok(track::<B, C, _, 1>(HalfAvgPool2d, [&x], state, out))
     }
 
     fn half_cast((tensor, dtype): CastArgs<Self>) -> Result<FloatTensor<Self>, CastArgs<Self>> {
