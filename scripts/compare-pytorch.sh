@@ -10,6 +10,11 @@
 # ROUNDS=n (default 3) alternates the two sides n times and reports medians: absolute times
 # on a shared machine move by up to 30% from one minute to the next.
 #
+# The environment reaches both sides. With glibc's default malloc, the step's freed
+# activations go back to the OS and come back as page faults; PyTorch's process mostly
+# keeps them. GLIBC_TUNABLES=glibc.malloc.trim_threshold=4000000000:glibc.malloc.mmap_threshold=1000000000
+# compares the two with freed memory kept (docs/results.md has both tables).
+#
 # Not part of CI: it installs PyTorch from PyPI into a virtual environment (PyPI's Linux
 # wheel brings the CUDA libraries along: 5.4 GB installed; VENV=path reuses one).
 # Usage: scripts/compare-pytorch.sh
@@ -23,6 +28,7 @@ fi
 "$venv/bin/python" -c "import torch" 2>/dev/null || "$venv/bin/pip" install --quiet torch numpy
 cargo bench --bench step --no-run 2>/dev/null
 out=$(mktemp -d)
+echo "raw results (the bench's tables with peak memory, PyTorch's JSON): $out" >&2
 for round in $(seq "$rounds"); do
     echo "== round $round of $rounds" >&2
     "$venv/bin/python" scripts/pytorch_step.py > "$out/torch-$round.json"
@@ -44,6 +50,7 @@ for r in range(1, rounds + 1):
                 burn.setdefault((model, m.group(1)), []).append(float(m.group(2)) / 1e3)
 print(f"PyTorch {torch_runs[0]['torch']} ({torch_runs[0]['threads']} threads) and burn-mixed, medians of {rounds} "
       f"alternations; GFLOP/s of the step's products, % of a {peak:.0f} GFLOP/s bf16 peak")
+print(f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '')!r} (both sides)")
 print(f"{'model':<12} {'precision':<11} {'burn-mixed':>11} {'PyTorch':>10} {'burn/torch':>10} "
       f"{'burn GFLOP/s':>13} {'%peak':>6} {'torch GFLOP/s':>14} {'%peak':>6}")
 for model in ["mlp", "cnn", "transformer"]:
