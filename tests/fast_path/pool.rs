@@ -5,7 +5,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::module::avg_pool2d;
 use proptest::prelude::*;
 
-use crate::layout::{Layout, inputs, operand, tracked};
+use crate::layout::{Layout, inputs, operand};
 use crate::oracle::{Case, Ctx, Observed};
 
 #[derive(Clone, Debug)]

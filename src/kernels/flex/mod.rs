@@ -84,8 +84,8 @@ impl HostKernels for Flex {
 
     fn half_gelu_backward((x, grad): TensorPair<Flex>) -> Result<FlexTensor, TensorPair<Flex>> {
         let result = match (x.dtype(), grad.dtype()) {
-            (DType::BF16, DType::BF16) => binary_f32::<bf16>(&x, &grad, gelu_grad),
-            (DType::F16, DType::F16) => binary_f32::<f16>(&x, &grad, gelu_grad),
+            (DType::BF16, DType::BF16) => zipped::<bf16>(&x, &grad, |x, g, out| elementwise::gelu_grad(x, g, out, gelu_grad)),
+            (DType::F16, DType::F16) => zipped::<f16>(&x, &grad, |x, g, out| elementwise::gelu_grad(x, g, out, gelu_grad)),
             _ => None,
         };
         result.inspect(|_| count(|c| &mut c.gelu_backward)).ok_or((x, grad))
@@ -284,11 +284,6 @@ fn gelu_grad(x: f32, g: f32) -> f32 {
 fn unary_f32<T: Half>(x: &FlexTensor, f: impl Fn(f32) -> f32 + Sync + Send) -> Option<FlexTensor> {
     let input = x.as_slice::<T>()?;
     Some(filled::<T>(x, x.dtype(), |out| elementwise::map_f32(input, out, f)))
-}
-
-/// `f` in f32 on every pair of elements of two contiguous half tensors of one shape.
-fn binary_f32<T: Half>(a: &FlexTensor, b: &FlexTensor, f: impl Fn(f32, f32) -> f32 + Sync + Send) -> Option<FlexTensor> {
-    zipped::<T>(a, b, |x, y, out| elementwise::zip_f32(x, y, out, f))
 }
 
 /// The length of the last dimension of a contiguous tensor of rank >= 1 with elements.

@@ -275,6 +275,26 @@ pub(crate) fn binary<T: Lanes>(a: &[T], b: &[T], start: usize, out: &mut Out<'_,
     true
 }
 
+/// Writes `g[i] * gelu'(x[i])` next in `out` (gelu's backward, the erf form), in f32 within
+/// about 1e-7 of the exact derivative and rounded once, on AVX-512; `false` (nothing
+/// written) without it.
+///
+/// # Panics
+/// When `x` and `g` differ in length.
+pub(crate) fn gelu_grad<T: Lanes>(x: &[T], g: &[T], out: &mut Out<'_, T>) -> bool {
+    assert_eq!(x.len(), g.len(), "one gradient per input");
+    if !lanes() {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let dst = out.next(x.len());
+        // SAFETY: the CPU has AVX-512F/BW/VL (`lanes`); `x` and `g` are as long as `dst`.
+        unsafe { avx512::gelu_grad(x, g, dst) };
+    }
+    true
+}
+
 /// Adds every `cols`-long row of `rows` (widened) into `acc`, in row order, on AVX-512;
 /// `false` (nothing added) without it.
 pub(crate) fn add_rows<T: Lanes>(rows: &[T], cols: usize, acc: &mut [f32]) -> bool {
