@@ -10,10 +10,8 @@
 # ROUNDS=n (default 3) alternates the two sides n times and reports medians: absolute times
 # on a shared machine move by up to 30% from one minute to the next.
 #
-# The environment reaches both sides. With glibc's default malloc, the step's freed
-# activations go back to the OS and come back as page faults; PyTorch's process mostly
-# keeps them. GLIBC_TUNABLES=glibc.malloc.trim_threshold=4000000000:glibc.malloc.mmap_threshold=1000000000
-# compares the two with freed memory kept (docs/results.md has both tables).
+# The environment reaches both sides (the header prints GLIBC_TUNABLES, malloc's
+# settings).
 #
 # Not part of CI: it installs PyTorch from PyPI into a virtual environment (PyPI's Linux
 # wheel brings the CUDA libraries along: 5.4 GB installed; VENV=path reuses one).
