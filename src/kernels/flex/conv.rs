@@ -1,4 +1,5 @@
-//! 2-d convolutions of f16 and bf16 Flex tensors: widened to f32 with the vectorized
+//! 2-d convolutions of f16 and bf16 Flex tensors that the AMX tiles do not take
+//! (`tile_conv` takes bf16 with groups of 1 where the CPU has them): widened to f32 with the vectorized
 //! conversions, convolved by Flex's own f32 kernels (f32 accumulation, the bias added in
 //! f32), and rounded once. Flex's own f16 convolution accumulates in f16 on a scalar GEMM
 //! (4-5x its f32 time, one rounding per multiply-add); its bf16 convolution widens whole

@@ -33,7 +33,7 @@ struct Conv {
 impl Conv {
     /// `None` unless the tiles are here, `x` (`[batch, channels, h, w]`) and `weight`
     /// (`[out_channels, channels, kh, kw]`) are bf16 with matching channels, the groups
-    /// are 1 and nothing is empty.
+    /// are 1 and nothing is empty (a kernel of size 0 included: Flex has its say there).
     fn of(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Option<Self> {
         let (xs, ws) = (x.layout().shape(), weight.layout().shape());
         let takes = tile_gemm::available()
@@ -43,6 +43,7 @@ impl Conv {
             && ws.num_dims() == 4
             && options.groups == 1
             && xs[1] == ws[1]
+            && ws[2] * ws[3] > 0
             && options.stride.iter().chain(&options.dilation).all(|&s| s > 0);
         if !takes {
             return None;
