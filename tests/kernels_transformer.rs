@@ -1,5 +1,6 @@
 //! The host fast path on a transformer's ops (Flex): products over attention heads (batch
-//! dimensions that are strided views), gelu and its backward bit for bit against Flex, and
+//! dimensions that are strided views), gelu bit for bit against Flex and its backward
+//! within one rounding of f64, and
 //! attention with its scores in f32 against an f64 reference, masks and all.
 
 #![cfg(feature = "flex")]
@@ -71,7 +72,7 @@ fn gelu_is_bit_identical_to_flex() {
 }
 
 #[test]
-fn gelu_gradients_are_bit_identical_to_flex() {
+fn gelu_gradients_are_within_one_rounding_of_f64() {
     fn grads<A: AutodiffBackend>(v: &[f32], g: &[f64], dtype: FloatDType) -> TensorData {
         let device = Default::default();
         let n = v.len();
@@ -87,13 +88,26 @@ fn gelu_gradients_are_bit_identical_to_flex() {
         let fast = grads::<T>(&v, &upstream, dtype);
         let calls = host_kernel_calls();
         assert_eq!((calls.gelu, calls.gelu_backward), (1, 1), "{dtype:?}: Mixed<Autodiff<Flex>> forward and backward");
-        let flex = grads::<Autodiff<Flex>>(&v, &upstream, dtype);
-        assert_same_bits(&format!("{dtype:?}: gelu backward, Mixed<Autodiff<Flex>>"), fast, flex.clone(), &v);
         reset_host_kernel_calls();
         let layered = grads::<Autodiff<Mixed<Flex>>>(&v, &upstream, dtype);
         let calls = host_kernel_calls();
         assert_eq!((calls.gelu, calls.gelu_backward), (1, 1), "{dtype:?}: Autodiff<Mixed<Flex>> forward and backward");
-        assert_same_bits(&format!("{dtype:?}: gelu backward, Autodiff<Mixed<Flex>>"), layered, flex, &v);
+        assert_same_bits(&format!("{dtype:?}: gelu backward, both layerings"), layered, fast.clone(), &v);
+        // The same inputs in f64 on Flex: `g * gelu'(x)` exactly, up to f64's rounding.
+        let reference: Vec<f64> = grads::<Autodiff<Flex>>(&v, &upstream, FloatDType::F64).iter::<f64>().collect();
+        let finite: Vec<f64> = reference.iter().copied().filter(|r| r.is_finite()).collect();
+        let rms = (finite.iter().map(|r| r * r).sum::<f64>() / finite.len() as f64).sqrt();
+        for (i, (got, want)) in fast.iter::<f64>().zip(&reference).enumerate() {
+            if want.is_nan() {
+                // An infinite input: `inf * 0` in `x * phi(x)`, in f64 as in the kernel.
+                assert!(got.is_nan(), "{dtype:?} #{i}: x {}, got {got}, f64 NaN", v[i]);
+                continue;
+            }
+            // One rounding at the value, or at a sixteenth of the RMS where the derivative
+            // crosses zero (near x = -0.75).
+            let allowed = ulp(want.abs().max(rms / 16.0), dtype);
+            assert!((got - want).abs() <= allowed, "{dtype:?} #{i}: x {}, got {got}, f64 {want}", v[i]);
+        }
     }
 }
 
