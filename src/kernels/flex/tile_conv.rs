@@ -60,6 +60,14 @@ impl Conv {
         (conv.batch * conv.out_channels * geometry.rows() * geometry.cols() > 0).then_some(conv)
     }
 
+    /// [`Conv::of`], for a gradient `grad` of the output: bf16, of the output's shape.
+    fn of_grad(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<2>) -> Option<Self> {
+        let conv = Self::of(x, weight, options)?;
+        let [out_h, out_w] = conv.geometry.output();
+        let fits = grad.dtype() == DType::BF16 && grad.layout().shape().as_slice() == [conv.batch, conv.out_channels, out_h, out_w];
+        fits.then_some(conv)
+    }
+
     /// The weight as the row-major `[out_channels, rows]` matrix.
     fn weight(&self) -> View {
         let rows = self.geometry.rows();
@@ -116,11 +124,7 @@ pub(super) fn conv2d(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTens
 }
 
 pub(super) fn conv2d_x_backward(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<2>) -> Option<FlexTensor> {
-    let conv = Conv::of(x, weight, options)?;
-    let [out_h, out_w] = conv.geometry.output();
-    if grad.dtype() != DType::BF16 || grad.layout().shape().to_vec() != [conv.batch, conv.out_channels, out_h, out_w] {
-        return None;
-    }
+    let conv = Conv::of_grad(x, weight, grad, options)?;
     let (weight, grad) = (weight.to_contiguous(), grad.to_contiguous());
     let (w_values, g_values) = (weight.storage::<bf16>(), grad.storage::<bf16>());
     let g = conv.geometry;
@@ -153,11 +157,7 @@ pub(super) fn conv2d_weight_backward(
     grad: &FlexTensor,
     options: &ConvOptions<2>,
 ) -> Option<FlexTensor> {
-    let conv = Conv::of(x, weight, options)?;
-    let [out_h, out_w] = conv.geometry.output();
-    if grad.dtype() != DType::BF16 || grad.layout().shape().to_vec() != [conv.batch, conv.out_channels, out_h, out_w] {
-        return None;
-    }
+    let conv = Conv::of_grad(x, weight, grad, options)?;
     let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
     let (x_values, g_values) = (x.storage::<bf16>(), grad.storage::<bf16>());
     let (rows, oc) = (conv.geometry.rows(), conv.out_channels);
