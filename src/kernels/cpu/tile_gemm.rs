@@ -257,14 +257,14 @@ impl TileOutput for f32 {
 ///
 /// # Panics
 /// Where [`accepts`] is false.
-pub(crate) fn gemm<E: TileOutput>(
+pub(crate) fn gemm(
     lhs_data: &[bf16],
     lhs: View,
     rhs_data: &[bf16],
     rhs: View,
     offsets: &[(usize, usize)],
     bias: Option<&[bf16]>,
-    out: &mut Out<'_, E>,
+    out: &mut Out<'_, bf16>,
 ) {
     assert!(accepts(&lhs, &rhs), "a product the tiles do not take");
     let bias: Option<Vec<f32>> = bias.map(|b| {
@@ -273,23 +273,11 @@ pub(crate) fn gemm<E: TileOutput>(
         wide
     });
     let bias = bias.as_deref().map_or(Bias::None, Bias::Columns);
-    for_each_entry(&lhs, &rhs, offsets, out, |(lhs_off, rhs_off), out, parallel| {
+    let one = |(lhs_off, rhs_off): (usize, usize), out: &mut Out<'_, bf16>, parallel: bool| {
         let lhs = View { offset: lhs.offset + lhs_off, ..lhs };
         let rhs = View { offset: rhs.offset + rhs_off, ..rhs };
         product(lhs_data, lhs, rhs_data, rhs, bias, out, parallel);
-    });
-}
-
-/// Runs `one` for each entry of `offsets` (products of `lhs`'s and `rhs`'s shapes), writing
-/// the entries' results one after the other in `out`: small products one per thread
-/// (`one` gets `false`), large ones in turn, each across threads (`true`).
-fn for_each_entry<E: TileOutput>(
-    lhs: &View,
-    rhs: &View,
-    offsets: &[(usize, usize)],
-    out: &mut Out<'_, E>,
-    one: impl Fn((usize, usize), &mut Out<'_, E>, bool) + Sync + Send,
-) {
+    };
     let matrix = lhs.rows * rhs.cols;
     if offsets.len() > 1 && matrix * lhs.cols < SPLIT_EACH_FROM {
         out.par_blocks(matrix, |start, out| one(offsets[start / matrix], out, false));
@@ -459,7 +447,7 @@ mod tests {
                 assert!(accepts(&l, &r));
                 let offsets = vec![(0, 0); entries];
                 let bias_slice = bias.then_some(&bias_values[..]);
-                let out = crate::kernels::cpu::filled::<bf16>(entries * m * n, |out| gemm(&a, l, &b, r, &offsets, bias_slice, out));
+                let out = crate::kernels::cpu::filled(entries * m * n, |out| gemm(&a, l, &b, r, &offsets, bias_slice, out));
                 for (e, i, j) in (0..entries).flat_map(|e| (0..m).flat_map(move |i| (0..n).map(move |j| (e, i, j)))) {
                     let want = bf16::from_f64(exact(i, j, bias));
                     let got = out[(e * m + i) * n + j];
@@ -484,7 +472,7 @@ mod tests {
         b_values[0] = bf16::from_f32(0.5);
         let (a, l) = lay_out(&a_values, m, k, 0);
         let (b, r) = lay_out(&b_values, k, n, 0);
-        let out = crate::kernels::cpu::filled::<bf16>(m * n, |out| gemm(&a, l, &b, r, &[(0, 0)], None, out));
+        let out = crate::kernels::cpu::filled(m * n, |out| gemm(&a, l, &b, r, &[(0, 0)], None, out));
         assert_eq!(out[0], bf16::INFINITY);
         assert!(out[1].is_nan());
         assert!(out[n..2 * n].iter().all(|v| v.is_nan()));
