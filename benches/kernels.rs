@@ -14,7 +14,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Distribution, FloatDType, Tensor};
 use burn_mixed::Mixed;
 use burn_mixed::kernels::with_host_kernels;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 
 use workloads::{bench, medians};
 
@@ -130,4 +130,10 @@ fn benches(c: &mut Criterion) {
 }
 
 criterion_group!(kernel_benches, benches);
-criterion_main!(kernel_benches);
+// criterion_main!, with the calling thread joined to rayon's pool first (see
+// `workloads::join_host_pool`).
+fn main() {
+    workloads::join_host_pool();
+    kernel_benches();
+    Criterion::default().configure_from_args().final_summary();
+}

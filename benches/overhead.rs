@@ -15,7 +15,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Distribution, FloatDType, Tensor};
 use burn_mixed::Mixed;
 use burn_mixed::autocast::{AutocastGuard, set_cast_cache};
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 
 use workloads::models::{Mlp, Workload};
 use workloads::{bench, print_summary};
@@ -89,4 +89,10 @@ criterion_group! {
     config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
     targets = benches
 }
-criterion_main!(overhead_benches);
+// criterion_main!, with the calling thread joined to rayon's pool first (see
+// `workloads::join_host_pool`).
+fn main() {
+    workloads::join_host_pool();
+    overhead_benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -13,7 +13,7 @@ use burn::tensor::FloatDType;
 use burn::tensor::backend::AutodiffBackend;
 use burn_mixed::Mixed;
 use burn_mixed::kernels::with_host_kernels;
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use std::time::Duration;
 
 use workloads::memory::{CountingAlloc, host_peak};
@@ -98,4 +98,10 @@ fn benches(c: &mut Criterion) {
 }
 
 criterion_group!(step_benches, benches);
-criterion_main!(step_benches);
+// criterion_main!, with the calling thread joined to rayon's pool first (see
+// `workloads::join_host_pool`).
+fn main() {
+    workloads::join_host_pool();
+    step_benches();
+    Criterion::default().configure_from_args().final_summary();
+}

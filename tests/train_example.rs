@@ -46,6 +46,8 @@ fn every_precision_and_alias_trains_on_flex() {
         assert_eq!(json["model"], "transformer", "{context}");
         assert_eq!(json["param_dtype"], param_dtype, "{context}");
         assert_eq!(json["steps"], 30, "{context}");
+        // One host device: the loop's thread joined rayon's pool.
+        assert_eq!(json["host_pool"], true, "{context}");
         assert!(json["skipped_steps"].is_u64(), "{context}");
         match canonical {
             "16-mixed" => assert!(json["loss_scale"].as_f64().is_some_and(|s| s > 0.0), "{context}"),
@@ -188,6 +190,8 @@ fn wgpu_trains_16_mixed_and_refuses_bf16() {
     let json = run.json();
     assert_eq!((&json["backend"], &json["precision"]), (&"wgpu".into(), &"16-mixed".into()));
     assert!(json["loss_scale"].is_number() && json["peak_bytes"].is_null(), "{json}");
+    // A GPU backend's ops do not split across the host's threads: the pool is left alone.
+    assert_eq!(json["host_pool"], false, "{json}");
     let _ = std::fs::remove_dir_all(dir);
 
     let (run, dir) = train("wgpu-16-true", "wgpu", &["--precision", "16-true"], None);

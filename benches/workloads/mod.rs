@@ -19,6 +19,20 @@ use criterion::measurement::WallTime;
 
 use models::Workload;
 
+/// The environment variable that, set to `0`, leaves the bench's thread out of rayon's
+/// pool (the threading before `join_host_pool`, for comparison).
+pub const HOST_POOL_ENV: &str = "MIXED_BENCH_HOST_POOL";
+
+/// Joins the bench's thread to rayon's pool, as a training loop on the host does
+/// (`burn_mixed::kernels::join_host_pool`), unless [`HOST_POOL_ENV`] is `0`; says which.
+pub fn join_host_pool() {
+    if std::env::var(HOST_POOL_ENV).is_ok_and(|v| v == "0") {
+        println!("{HOST_POOL_ENV}=0: the bench's thread stays out of rayon's pool");
+    } else {
+        burn_mixed::kernels::join_host_pool().expect("the bench's first rayon use");
+    }
+}
+
 /// The precisions a step bench compares, baseline first.
 pub const PRECISIONS: [Precision; 5] =
     [Precision::True32, Precision::MixedBf16, Precision::TrueBf16, Precision::Mixed16, Precision::True16];

@@ -241,6 +241,24 @@ fn dispatch(backend: BackendKind, args: &Args, renderer: RendererKind) -> Result
 
 type Train<X> = Mixed<Autodiff<X>>;
 
+/// Whether this thread joined rayon's pool (the threads Flex and the host kernels split
+/// their ops across), for the report.
+static HOST_POOL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// One host device: burn-train's single-device strategy runs the steps on this thread, so
+/// it joins the pool its ops split their work on (`join_host_pool`: no thread wake-ups
+/// per op). Several devices run their steps on burn-train's threads, where it would idle.
+fn join_host_pool() {
+    #[cfg(feature = "flex")]
+    HOST_POOL.get_or_init(|| match burn_mixed::kernels::join_host_pool() {
+        Ok(()) => true,
+        Err(error) => {
+            log::warn!("{error}");
+            false
+        }
+    });
+}
+
 /// One training run, or a comparison of several.
 fn run<X: DeviceList>(backend: BackendKind, args: &Args, renderer: RendererKind) -> Result<(), Failure> {
     for (flag, value) in [("--batch-size", args.batch_size), ("--epochs", args.epochs), ("--steps", args.steps.unwrap_or(1))] {
@@ -253,6 +271,9 @@ fn run<X: DeviceList>(backend: BackendKind, args: &Args, renderer: RendererKind)
         for device in &devices {
             adapter::check::<X>(backend.name(), device).map_err(Failure::usage)?;
         }
+    }
+    if backend.is_host() && devices.len() == 1 {
+        join_host_pool();
     }
     let device = devices[0].clone();
     let temp = |what: &str| std::env::temp_dir().join(format!("burn-mixed-{what}-{}-{}", backend.name(), std::process::id()));
@@ -409,6 +430,7 @@ fn train<X: DeviceList>(
         wall_s: start.elapsed().as_secs_f64(),
         step_s: values.step_seconds(replicas),
         peak_bytes: backend.is_host().then_some(peak_bytes),
+        host_pool: HOST_POOL.get().copied().unwrap_or(false),
         artifacts: dir.to_path_buf(),
         losses,
         learning_rates: schedule.rates(),

@@ -54,6 +54,9 @@ pub struct Outcome {
     /// Peak host allocations during the run, above what was allocated when it started (on
     /// Flex and NdArray, where tensors live in host memory).
     pub peak_bytes: Option<usize>,
+    /// Whether the training loop's thread is one of rayon's pool (one host device; see
+    /// `burn_mixed::kernels::join_host_pool`).
+    pub host_pool: bool,
     pub artifacts: PathBuf,
     /// The training loss of every step (in the comparison's CSV, not in the JSON line).
     #[serde(skip)]

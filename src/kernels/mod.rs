@@ -47,7 +47,7 @@ mod switch;
 #[cfg(feature = "flex")]
 pub(crate) use composed::Composed;
 #[cfg(feature = "flex")]
-pub use cpu::{HostIsa, host_isa};
+pub use cpu::{AWAKE_FOR, HostIsa, HostPoolError, host_isa, join_host_pool};
 pub use extension::{
     AvgPool2dArgs, AvgPool2dGradArgs, BinaryArgs, BinaryOp, CastArgs, Conv2dArgs, Conv2dGradArgs, ConvBiasGradArgs, HostKernels,
     LayerNormArgs, LayerNormGradArgs, LinearArgs, TensorPair,

@@ -23,3 +23,4 @@ pub(crate) mod unfold;
 pub(crate) use convert::Half;
 pub use simd::{HostIsa, host_isa};
 pub(crate) use simd::{Out, filled};
+pub use threads::{AWAKE_FOR, HostPoolError, join_host_pool};
