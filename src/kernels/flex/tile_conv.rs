@@ -3,7 +3,9 @@
 //! once. Per sample, with `W` the weight as `[out_channels, channels * kh * kw]` and `U`
 //! the unfolded input (`[channels * kh * kw, out_h * out_w]`):
 //! - forward: `y = W U + bias` (rows of `y` are output channels: NCHW as it is stored);
-//! - input gradient: `dU = W^T dy` in f32, folded back onto the input, rounded once;
+//! - input gradient: with a stride of 1, the convolution of `dy` with the weight flipped
+//!   and transposed (as the forward, no fold); otherwise `dU = W^T dy` in f32, folded back
+//!   onto the input, rounded once;
 //! - weight gradient: `dW^T = sum over samples of U dy^T` in f32, rounded once.
 //!
 //! Samples run in parallel; only a thread's own sample is unfolded at a time, so the
@@ -87,6 +89,43 @@ impl Conv {
         unfold::unfold(&x[b * g.input_len()..][..g.input_len()], g, cols);
         (cols, View { offset: 0, rows: g.rows(), cols: g.cols(), rs: g.cols() as isize, cs: 1 })
     }
+
+    /// `W U + bias` for every sample of `x` (contiguous), written in `out` (NCHW), samples
+    /// across threads.
+    fn forward(&self, x: &[bf16], weight: &[bf16], bias: Bias<'_>, out: &mut Out<'_, bf16>) {
+        let sample = self.out_channels * self.geometry.cols();
+        out.par_blocks(sample, |start, out| {
+            with_scratch(&UNFOLDED, |buf| {
+                let (cols, u) = self.unfold_into(x, start / sample, buf);
+                tile_gemm::product(weight, self.weight(), cols, u, bias, out, false);
+            })
+        });
+    }
+
+    /// For a stride of 1: the input gradient as a convolution of the output gradient (its
+    /// input) with the weight flipped in both axes and its channels swapped (`None` where
+    /// that needs negative padding: more padding than the dilated kernel spans). Its
+    /// output is the input's size; it needs no fold, and each sum is the input gradient's
+    /// exact products added in f32.
+    fn transposed(&self) -> Option<(Conv, impl Fn(&[bf16]) -> Vec<bf16>)> {
+        let g = &self.geometry;
+        if g.stride != [1, 1] {
+            return None;
+        }
+        let padding = [0, 1].map(|a| (g.dilation[a] * (g.kernel[a] - 1)).checked_sub(g.padding[a]));
+        let padding = [padding[0]?, padding[1]?];
+        let geometry = Conv2dGeometry { channels: self.out_channels, input: g.output(), padding, ..*g };
+        let conv = Conv { batch: self.batch, out_channels: g.channels, geometry };
+        let ([kh, kw], (channels, out_channels)) = (g.kernel, (g.channels, self.out_channels));
+        // `[channels, out_channels, kh, kw]`, each tap at the opposite corner.
+        let flip = move |w: &[bf16]| {
+            let tap = |c: usize, o: usize, i: usize, j: usize| w[((o * channels + c) * kh + kh - 1 - i) * kw + kw - 1 - j];
+            (0..channels)
+                .flat_map(|c| (0..out_channels).flat_map(move |o| (0..kh).flat_map(move |i| (0..kw).map(move |j| tap(c, o, i, j)))))
+                .collect()
+        };
+        Some((conv, flip))
+    }
 }
 
 thread_local! {
@@ -105,19 +144,10 @@ pub(super) fn conv2d(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTens
     let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
     let bias: Option<Vec<f32>> =
         bias.map(|b| cpu::filled(conv.out_channels, |out| convert::widen(b.to_contiguous().storage::<bf16>(), out)));
-    let (x_values, w_values) = (x.storage::<bf16>(), weight.storage::<bf16>());
     let [out_h, out_w] = conv.geometry.output();
     let shape = Shape::new([conv.batch, conv.out_channels, out_h, out_w]);
-    let sample = conv.out_channels * conv.geometry.cols();
-    let out = super::filled_shape::<bf16>(shape, DType::BF16, |out| {
-        out.par_blocks(sample, |start, out| {
-            with_scratch(&UNFOLDED, |buf| {
-                let (cols, u) = conv.unfold_into(x_values, start / sample, buf);
-                let bias = bias.as_deref().map_or(Bias::None, Bias::Rows);
-                tile_gemm::product(w_values, conv.weight(), cols, u, bias, out, false);
-            })
-        })
-    });
+    let bias = bias.as_deref().map_or(Bias::None, Bias::Rows);
+    let out = super::filled_shape::<bf16>(shape, DType::BF16, |out| conv.forward(x.storage(), weight.storage(), bias, out));
     count(|c| &mut c.conv2d);
     count(|c| &mut c.tile_convs);
     Some(out)
@@ -127,6 +157,12 @@ pub(super) fn conv2d_x_backward(x: &FlexTensor, weight: &FlexTensor, grad: &Flex
     let conv = Conv::of_grad(x, weight, grad, options)?;
     let (weight, grad) = (weight.to_contiguous(), grad.to_contiguous());
     let (w_values, g_values) = (weight.storage::<bf16>(), grad.storage::<bf16>());
+    if let Some((transposed, flip)) = conv.transposed() {
+        let out = super::filled::<bf16>(x, DType::BF16, |out| transposed.forward(g_values, &flip(w_values), Bias::None, out));
+        count(|c| &mut c.conv2d_backward);
+        count(|c| &mut c.tile_convs);
+        return Some(out);
+    }
     let g = conv.geometry;
     // W^T: the row-major weight read as `[rows, out_channels]`.
     let w_t = View { offset: 0, rows: g.rows(), cols: conv.out_channels, rs: 1, cs: g.rows() as isize };
