@@ -77,6 +77,21 @@ pub(crate) fn unfold<T: Copy + Default>(x: &[T], g: &Conv2dGeometry, cols: &mut 
             for j in 0..g.kernel[1] {
                 let (ow_range, col_of) = g.reach(1, j);
                 let row = rows.next().expect("one row per channel and tap");
+                if g.stride == [1, 1] && out_w == w && !oh_range.is_empty() && !ow_range.is_empty() {
+                    // Each output row reads the next input row at the same shift: the rows
+                    // of the tap's range are one run of the plane (a copy instead of one per
+                    // row, each a few dozen values), with the columns outside the range
+                    // then zeroed (they read the neighbouring rows).
+                    let (first, last) = (oh_range.start * w + ow_range.start, (oh_range.end - 1) * w + ow_range.end);
+                    let src = row_of(oh_range.start) * w + col_of(ow_range.start);
+                    row[first..last].copy_from_slice(&plane[src..src + last - first]);
+                    row[..oh_range.start * w + ow_range.start].fill(T::default());
+                    row[last..].fill(T::default());
+                    for oh in oh_range.start..oh_range.end - 1 {
+                        row[oh * w + ow_range.end..(oh + 1) * w + ow_range.start].fill(T::default());
+                    }
+                    continue;
+                }
                 for (oh, dst) in row.chunks_exact_mut(out_w).enumerate() {
                     if !oh_range.contains(&oh) || ow_range.is_empty() {
                         dst.fill(T::default());
@@ -136,13 +151,14 @@ pub(crate) fn fold(cols: &[f32], g: &Conv2dGeometry, dx: &mut [f32]) {
 mod tests {
     use super::*;
 
-    /// Every geometry of small sizes, strides, paddings and dilations (outputs not empty).
+    /// Every geometry of small sizes, strides, paddings and dilations (outputs not empty),
+    /// "same" ones included (stride 1, output as wide as the input: one run per tap).
     fn geometries() -> Vec<Conv2dGeometry> {
         let mut all = Vec::new();
         for (channels, input, kernel) in [(1, [5, 6], [3, 3]), (2, [4, 7], [2, 3]), (3, [3, 3], [1, 1]), (1, [6, 5], [3, 2])] {
             for stride in [[1, 1], [2, 1], [1, 3]] {
-                for padding in [[0, 0], [1, 2]] {
-                    for dilation in [[1, 1], [2, 1]] {
+                for padding in [[0, 0], [1, 2], [1, 1], [2, 2]] {
+                    for dilation in [[1, 1], [2, 1], [1, 2]] {
                         let g = Conv2dGeometry { channels, input, kernel, stride, padding, dilation };
                         if g.cols() > 0 {
                             all.push(g);
