@@ -148,18 +148,10 @@ fn pack_panels<'a>(data: &[bf16], b: &View, (rs, cs): (usize, usize), kb: usize,
             for kp in kp0..kp0 + tiles * TILE_ROWS {
                 let row = |k_row: usize| (k_row < k).then(|| &data[b.offset + k_row * rs..][..n]);
                 let (even, odd) = (row(2 * kp), row(2 * kp + 1));
-                for (q, panel) in pairs.chunks_exact_mut(panel_len).enumerate() {
-                    let d = &mut panel[(kp - kp0) * TILE_ROWS..][..TILE_ROWS];
-                    let cols = n.saturating_sub(q * TILE_ROWS).min(TILE_ROWS);
-                    match even {
-                        Some(even) if cols > 0 => {
-                            let (even, odd) = (&even[q * TILE_ROWS..][..cols], odd.map(|o| &o[q * TILE_ROWS..][..cols]));
-                            assert!(simd::interleave_pairs(even, odd, d), "AVX-512 with the tiles");
-                        }
-                        // k and columns past the end, and the padding panel.
-                        _ => d.fill(0),
-                    }
-                }
+                // This pair row of every panel (columns past the end, and the padding
+                // panel, as zeros; k past the end as a row of zeros).
+                let d = &mut pairs[(kp - kp0) * TILE_ROWS..];
+                assert!(simd::interleave_panels(even.unwrap_or(&[]), odd, d, panels, panel_len), "AVX-512 with the tiles");
             }
         };
         if parallel {

@@ -404,21 +404,24 @@ pub(crate) fn tile_band(a: &[bf16], left: LeftTiles, b: &[bf16], kb: usize, c: &
     true
 }
 
-/// `dst[i] = even[i] | odd[i] << 16` as bits (`odd`: zeros where `None`), and zeros past
-/// `even`'s length: bf16 pairs as a tile row holds them, on AVX-512; `false` (nothing
+/// bf16 pairs as a tile row holds them (`even[i] | odd[i] << 16` as bits, `odd` zeros
+/// where `None`), into `panels` runs of 16 pairs `stride` pairs apart: run `q` pairs
+/// values `16 q..16 q + 16` (zeros past their length), on AVX-512; `false` (nothing
 /// written) without it.
 ///
 /// # Panics
-/// When `even` is longer than `dst`, or `odd` not as long as `even`.
-pub(crate) fn interleave_pairs(even: &[bf16], odd: Option<&[bf16]>, dst: &mut [u32]) -> bool {
-    assert!(even.len() <= dst.len() && odd.is_none_or(|o| o.len() == even.len()), "one pair per value");
+/// When `odd` is not as long as `even`, `even` is longer than the runs, or `dst` does not
+/// hold them.
+pub(crate) fn interleave_panels(even: &[bf16], odd: Option<&[bf16]>, dst: &mut [u32], panels: usize, stride: usize) -> bool {
+    assert!(odd.is_none_or(|o| o.len() == even.len()) && even.len() <= 16 * panels, "one pair per value, inside the runs");
+    assert!(panels == 0 || (stride >= 16 && dst.len() >= (panels - 1) * stride + 16), "the runs lie in `dst`");
     if !lanes() {
         return false;
     }
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has AVX-512F/BW/VL (`lanes`); the lengths are checked above.
     unsafe {
-        tile_operands::interleave(even, odd, dst)
+        tile_operands::interleave_panels(even, odd, dst, panels, stride)
     };
     true
 }

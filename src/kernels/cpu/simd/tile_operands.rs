@@ -23,24 +23,26 @@ unsafe fn pairs(even: Option<*const bf16>, odd: Option<*const bf16>, m: __mmask1
     _mm512_or_si512(widen(even), _mm512_slli_epi32::<16>(widen(odd)))
 }
 
-/// `dst[i] = even[i] | odd[i] << 16` (as bits; `odd` zeros where `None`), zeros past
-/// `even`'s length.
+/// `even[i] | odd[i] << 16` (as bits; `odd` zeros where `None`) 16 values at a time, into
+/// `panels` runs of 16 lanes `stride` lanes apart: run `q` pairs values `16 q..16 q + 16`,
+/// zeros past `even`'s length.
 ///
 /// # Safety
-/// The CPU has AVX-512F/BW/VL; `even` is no longer than `dst`, `odd` as long as `even`.
+/// The CPU has AVX-512F/BW/VL; `odd` is as long as `even`, `even` no longer than
+/// `16 * panels`; `dst` holds `(panels - 1) * stride + 16` lanes.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-pub(super) unsafe fn interleave(even: &[bf16], odd: Option<&[bf16]>, dst: &mut [u32]) {
-    let (n, values) = (dst.len(), even.len());
+pub(super) unsafe fn interleave_panels(even: &[bf16], odd: Option<&[bf16]>, dst: &mut [u32], panels: usize, stride: usize) {
+    let values = even.len();
     let (even, odd, dst) = (even.as_ptr(), odd.map(|o| o.as_ptr()), dst.as_mut_ptr());
-    for at in (0..n).step_by(16) {
-        // Lanes past `values` load nothing (their addresses, formed with `wrapping_add`,
-        // are never read) and store zeros.
-        let load = mask(values.saturating_sub(at));
-        // SAFETY: the loads' lanes lie in `at..values`, inside `even` and `odd`; the
-        // store's in `at..n`, inside `dst`.
+    for q in 0..panels {
+        let at = 16 * q;
+        // SAFETY: the loads' lanes (`mask`) lie inside `even` and `odd` (lanes past their
+        // length load nothing: their addresses, formed with `wrapping_add`, are never
+        // read); the store's 16 lanes start at `q * stride`, inside `dst` by the caller's
+        // contract.
         unsafe {
-            let v = pairs(Some(even.wrapping_add(at)), odd.map(|o| o.wrapping_add(at)), load);
-            _mm512_mask_storeu_epi32(dst.add(at) as *mut i32, mask(n - at), v);
+            let v = pairs(Some(even.wrapping_add(at)), odd.map(|o| o.wrapping_add(at)), mask(values.saturating_sub(at)));
+            _mm512_storeu_epi32(dst.add(q * stride) as *mut i32, v);
         }
     }
 }
