@@ -103,11 +103,10 @@ impl Conv {
     }
 
     /// For a stride of 1: the input gradient as a convolution of the output gradient (its
-    /// input) with the weight flipped in both axes and its channels swapped (`None` where
-    /// that needs negative padding: more padding than the dilated kernel spans). Its
-    /// output is the input's size; it needs no fold, and each sum is the input gradient's
-    /// exact products added in f32.
-    fn transposed(&self) -> Option<(Conv, impl Fn(&[bf16]) -> Vec<bf16>)> {
+    /// input) with [`Conv::flipped`] weights (`None` where that needs negative padding:
+    /// more padding than the dilated kernel spans). Its output is the input's size; it
+    /// needs no fold, and each sum is the input gradient's exact products added in f32.
+    fn transposed(&self) -> Option<Conv> {
         let g = &self.geometry;
         if g.stride != [1, 1] {
             return None;
@@ -115,16 +114,17 @@ impl Conv {
         let padding = [0, 1].map(|a| (g.dilation[a] * (g.kernel[a] - 1)).checked_sub(g.padding[a]));
         let padding = [padding[0]?, padding[1]?];
         let geometry = Conv2dGeometry { channels: self.out_channels, input: g.output(), padding, ..*g };
-        let conv = Conv { batch: self.batch, out_channels: g.channels, geometry };
-        let ([kh, kw], (channels, out_channels)) = (g.kernel, (g.channels, self.out_channels));
-        // `[channels, out_channels, kh, kw]`, each tap at the opposite corner.
-        let flip = move |w: &[bf16]| {
-            let tap = |c: usize, o: usize, i: usize, j: usize| w[((o * channels + c) * kh + kh - 1 - i) * kw + kw - 1 - j];
-            (0..channels)
-                .flat_map(|c| (0..out_channels).flat_map(move |o| (0..kh).flat_map(move |i| (0..kw).map(move |j| tap(c, o, i, j)))))
-                .collect()
-        };
-        Some((conv, flip))
+        Some(Conv { batch: self.batch, out_channels: g.channels, geometry })
+    }
+
+    /// The weight (`[out_channels, channels, kh, kw]`) as `[channels, out_channels, kh, kw]`,
+    /// each tap at the opposite corner.
+    fn flipped(&self, w: &[bf16]) -> Vec<bf16> {
+        let ([kh, kw], channels) = (self.geometry.kernel, self.geometry.channels);
+        let tap = |c: usize, o: usize, i: usize, j: usize| w[((o * channels + c) * kh + kh - 1 - i) * kw + kw - 1 - j];
+        (0..channels)
+            .flat_map(|c| (0..self.out_channels).flat_map(move |o| (0..kh).flat_map(move |i| (0..kw).map(move |j| tap(c, o, i, j)))))
+            .collect()
     }
 }
 
@@ -157,8 +157,9 @@ pub(super) fn conv2d_x_backward(x: &FlexTensor, weight: &FlexTensor, grad: &Flex
     let conv = Conv::of_grad(x, weight, grad, options)?;
     let (weight, grad) = (weight.to_contiguous(), grad.to_contiguous());
     let (w_values, g_values) = (weight.storage::<bf16>(), grad.storage::<bf16>());
-    if let Some((transposed, flip)) = conv.transposed() {
-        let out = super::filled::<bf16>(x, DType::BF16, |out| transposed.forward(g_values, &flip(w_values), Bias::None, out));
+    if let Some(transposed) = conv.transposed() {
+        let flipped = conv.flipped(w_values);
+        let out = super::filled::<bf16>(x, DType::BF16, |out| transposed.forward(g_values, &flipped, Bias::None, out));
         count(|c| &mut c.conv2d_backward);
         count(|c| &mut c.tile_convs);
         return Some(out);
