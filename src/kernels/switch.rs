@@ -130,7 +130,8 @@ pub fn reset_host_kernel_calls() {
 /// case).
 #[cfg(feature = "flex")]
 pub(crate) fn count(which: impl FnOnce(&mut HostKernelCalls) -> &mut u64) {
-    // Every kernel passes here once: the one place that keeps the pool awake between them.
+    // Every kernel that runs passes here: the one place that keeps the pool awake between
+    // kernels.
     crate::kernels::cpu::threads::keep_pool_awake();
     CALLS.with(|c| {
         let mut calls = c.get();
