@@ -36,13 +36,21 @@ fn linear_agrees_with_flex() {
     property("linear", 800, products::linear_layer(), |c| c.linear);
 }
 
+/// Whether this CPU has AMX tiles for the host kernels; says so when it has not.
+fn tiles_here() -> bool {
+    use burn_mixed::kernels::{HostIsa, host_isa};
+    let here = host_isa() >= HostIsa::Amx;
+    if !here {
+        println!("skipped: the host kernels run at {} here, without AMX tiles", host_isa());
+    }
+    here
+}
+
 /// bf16 products on AMX tiles (where this CPU has them: the properties above take them for
 /// every bf16 case the tiles accept, and this one fails if none did).
 #[test]
 fn tile_products_agree_with_flex() {
-    use burn_mixed::kernels::{HostIsa, host_isa};
-    if host_isa() < HostIsa::Amx {
-        println!("skipped: the host kernels run at {} here, without AMX tiles", host_isa());
+    if !tiles_here() {
         return;
     }
     property("tile products", 200, products::matmul(), |c| c.tile_products);
@@ -52,9 +60,7 @@ fn tile_products_agree_with_flex() {
 /// fails if no case took them.
 #[test]
 fn tile_convs_agree_with_flex() {
-    use burn_mixed::kernels::{HostIsa, host_isa};
-    if host_isa() < HostIsa::Amx {
-        println!("skipped: the host kernels run at {} here, without AMX tiles", host_isa());
+    if !tiles_here() {
         return;
     }
     property("tile convs", 150, conv::conv2d_case(), |c| c.tile_convs);

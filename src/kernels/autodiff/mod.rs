@@ -237,32 +237,23 @@ where
     }
 }
 
+/// relu's and gelu's backward on the host kernels (Burn's where they decline).
 #[derive(Debug)]
-struct HalfRelu;
-
-impl<B: HostKernels> Backward<B, 1> for HalfRelu {
-    /// The output: its sign decides which gradients pass.
-    type State = FloatTensor<B>;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        let output = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            B::half_relu_backward((output, grad)).unwrap_or_else(|(output, grad)| B::relu_backward(output, grad))
-        });
-    }
+enum HalfActivation {
+    /// State: the output, whose sign decides which gradients pass.
+    Relu,
+    /// State: the input, of which gelu's derivative is a function.
+    Gelu,
 }
 
-#[derive(Debug)]
-struct HalfGelu;
-
-impl<B: HostKernels> Backward<B, 1> for HalfGelu {
-    /// The input: gelu's derivative is a function of it.
+impl<B: HostKernels> Backward<B, 1> for HalfActivation {
     type State = FloatTensor<B>;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
-        let x = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            B::half_gelu_backward((x, grad)).unwrap_or_else(|(x, grad)| B::gelu_backward(x, grad))
+        let saved = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| match self {
+            HalfActivation::Relu => B::half_relu_backward((saved, grad)).unwrap_or_else(|(output, grad)| B::relu_backward(output, grad)),
+            HalfActivation::Gelu => B::half_gelu_backward((saved, grad)).unwrap_or_else(|(x, grad)| B::gelu_backward(x, grad)),
         });
     }
 }
@@ -449,7 +440,7 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
             Ok(out) => out,
             Err(primitive) => return Err(FloatTensor::<Self> { primitive, node, rc }),
         };
-        Ok(match HalfRelu.prepare::<C>([node]).compute_bound().stateful() {
+        Ok(match HalfActivation::Relu.prepare::<C>([node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => prep.finish(out.clone(), out),
             OpsKind::UnTracked(prep) => prep.finish(out),
         })
@@ -460,7 +451,7 @@ impl<B: HostKernels, C: CheckpointStrategy> HostKernels for Autodiff<B, C> {
             Ok(out) => out,
             Err(_) => return Err(tensor),
         };
-        Ok(track::<B, C, _, 1>(HalfGelu, [&tensor], tensor.primitive.clone(), out))
+        Ok(track::<B, C, _, 1>(HalfActivation::Gelu, [&tensor], tensor.primitive.clone(), out))
     }
 
     fn half_conv2d((x, weight, bias, options): Conv2dArgs<Self>) -> Result<FloatTensor<Self>, Conv2dArgs<Self>> {

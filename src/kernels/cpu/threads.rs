@@ -86,9 +86,12 @@ static AWAKE: AtomicUsize = AtomicUsize::new(0);
 /// After a host kernel: wakes the pool's other threads into [`serve_until_idle`] unless
 /// they are still in it, where [`join_host_pool`] asked for it.
 pub(crate) fn keep_pool_awake() {
+    // Every host kernel passes here: without `join_host_pool`, one atomic load.
+    if !KEEP_AWAKE.load(Ordering::Acquire) {
+        return;
+    }
     let others = rayon::current_num_threads() - 1;
-    if others == 0 || !KEEP_AWAKE.load(Ordering::Acquire) || AWAKE.compare_exchange(0, others, Ordering::AcqRel, Ordering::Acquire).is_err()
-    {
+    if others == 0 || AWAKE.compare_exchange(0, others, Ordering::AcqRel, Ordering::Acquire).is_err() {
         return;
     }
     // A broadcast job waits in each thread's own queue (the calling thread, index 0,

@@ -36,12 +36,15 @@ pub(super) unsafe fn interleave_panels(even: &[bf16], odd: Option<&[bf16]>, dst:
     let (even, odd, dst) = (even.as_ptr(), odd.map(|o| o.as_ptr()), dst.as_mut_ptr());
     for q in 0..panels {
         let at = 16 * q;
-        // SAFETY: the loads' lanes (`mask`) lie inside `even` and `odd` (lanes past their
-        // length load nothing: their addresses, formed with `wrapping_add`, are never
-        // read); the store's 16 lanes start at `q * stride`, inside `dst` by the caller's
-        // contract.
+        // SAFETY: `at < values` for a run with values, so its pointers lie inside `even`
+        // and `odd` (as long as `even`), and the masked lanes (`mask`) inside their
+        // length; a run past them stores zeros. The store's 16 lanes start at
+        // `q * stride`, inside `dst` by the caller's contract.
         unsafe {
-            let v = pairs(Some(even.wrapping_add(at)), odd.map(|o| o.wrapping_add(at)), mask(values.saturating_sub(at)));
+            let v = match at < values {
+                true => pairs(Some(even.add(at)), odd.map(|o| o.add(at)), mask(values - at)),
+                false => _mm512_setzero_si512(),
+            };
             _mm512_storeu_epi32(dst.add(q * stride) as *mut i32, v);
         }
     }
