@@ -52,6 +52,33 @@ fn one_row_f16_products_no_longer_accumulate_in_f16() {
     assert!(slow > 4.0 * fast, "Flex's one-row f16 product accumulates in f16 ({slow:.2} vs {fast:.2})");
 }
 
+/// f16 products on AMX tiles split every value into two bf16 values, and an infinity would
+/// split into `inf + NaN` (its cross terms `inf * 0` make NaN where the product is an
+/// infinity): a product with one takes gemmkit and multiplies as f32 does. Its finite rows
+/// stay within one rounding.
+#[test]
+fn f16_products_with_infinities_multiply_as_f32_does() {
+    let device = Default::default();
+    let dtype = FloatDType::F16;
+    let (m, k, n) = (64, 96, 48);
+    let mut a = values(m * k, 50, dtype);
+    // Quarters are bf16 values: their low halves are zero, and none of them is zero.
+    let b: Vec<f64> = (0..k * n).map(|i| ((i % 7) as f64 + 1.0) / 4.0).collect();
+    let want = reference(&a, &b, 1, m, k, n);
+    (a[0], a[k + 5]) = (f64::INFINITY, f64::NEG_INFINITY);
+    reset_host_kernel_calls();
+    let got = read(tensor::<M, 2>(&a, [m, k], dtype, &device).matmul(tensor(&b, [k, n], dtype, &device)));
+    assert!(got[..n].iter().all(|&v| v == f64::INFINITY), "row 0: {:?}", &got[..n]);
+    assert!(got[n..2 * n].iter().all(|&v| v == f64::NEG_INFINITY), "row 1: {:?}", &got[n..2 * n]);
+    assert_one_rounding("the finite rows", &got[2 * n..], &want[2 * n..], dtype);
+    assert_eq!(host_kernel_calls().tile_products, 0, "not on the tiles");
+    // Without the infinities the same product takes the tiles where this CPU has them.
+    let finite = read(tensor::<M, 2>(&values(m * k, 50, dtype), [m, k], dtype, &device).matmul(tensor(&b, [k, n], dtype, &device)));
+    assert_one_rounding("finite operands", &finite, &want, dtype);
+    let tiles = burn_mixed::kernels::host_isa() >= burn_mixed::kernels::HostIsa::Amx;
+    assert_eq!(host_kernel_calls().tile_products, u64::from(tiles), "on the tiles where the CPU has them");
+}
+
 #[test]
 fn linear_adds_the_bias_before_the_one_rounding() {
     let device = Default::default();

@@ -18,6 +18,7 @@ pub(crate) mod simd;
 pub(crate) mod softmax;
 pub(crate) mod threads;
 pub(crate) mod tile_gemm;
+pub(crate) mod tile_pack;
 pub(crate) mod unfold;
 
 pub(crate) use convert::Half;

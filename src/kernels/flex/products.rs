@@ -5,7 +5,7 @@
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::tensor::{DType, Shape, bf16};
+use burn::tensor::{DType, Shape, bf16, f16};
 
 use crate::kernels::HostIsa;
 use crate::kernels::cpu::gemm::{self, View};
@@ -94,8 +94,9 @@ fn rows_by_last(t: &FlexTensor) -> Option<View> {
 }
 
 /// The product (one matrix per entry of `offsets`, as `gemm::gemm`) as a new tensor of
-/// `shape`: bf16 on AMX tiles where they take it (its output written without zeroing it
-/// first), bf16 on f32 copies of the operands below AVX512-BF16, the rest on gemmkit.
+/// `shape`: bf16 and f16 on AMX tiles where they take it (its output written without
+/// zeroing it first), bf16 on f32 copies of the operands below AVX512-BF16, the rest on
+/// gemmkit.
 fn product<T: Half>(
     lhs: &FlexTensor,
     l: View,
@@ -109,8 +110,21 @@ fn product<T: Half>(
         let bias = bias.map(bytemuck::cast_slice::<T, bf16>);
         count(|c| &mut c.tile_products);
         return super::filled_shape::<bf16>(shape, DType::BF16, |out| {
-            tile_gemm::gemm(lhs.storage(), l, rhs.storage(), r, offsets, bias, out)
+            tile_gemm::gemm::<bf16>(lhs.storage(), l, rhs.storage(), r, offsets, bias, out);
         });
+    }
+    if lhs.dtype() == DType::F16 && tile_gemm::accepts(&l, &r) {
+        // Split into bf16 pairs on the tiles; an operand with an infinity or NaN (which the
+        // split does not multiply exactly) goes to gemmkit below.
+        let bias = bias.map(bytemuck::cast_slice::<T, f16>);
+        let mut finite = false;
+        let out = super::filled_shape::<f16>(shape.clone(), DType::F16, |out| {
+            finite = tile_gemm::gemm::<f16>(lhs.storage(), l, rhs.storage(), r, offsets, bias, out);
+        });
+        if finite {
+            count(|c| &mut c.tile_products);
+            return out;
+        }
     }
     if lhs.dtype() == DType::BF16 && cpu::host_isa() < HostIsa::Avx512Bf16 {
         // Without bf16 instructions gemmkit's bf16 kernels widen as they pack, and a

@@ -210,7 +210,9 @@ pub(super) fn conv2d_weight_backward(
             let dy_t = View { offset: o.offset, rows: o.cols, cols: o.rows, rs: 1, cs: o.rs };
             let part = with_scratch(&UNFOLDED, |buf| {
                 let (cols, u) = conv.unfold_into(x_values, b, buf);
-                cpu::filled::<f32>(rows * oc, |d| tile_gemm::product(cols, u, g_values, dy_t, Bias::None, d, false))
+                cpu::filled::<f32>(rows * oc, |d| {
+                    tile_gemm::product(cols, u, g_values, dy_t, Bias::None, d, false);
+                })
             });
             sum.iter_mut().zip(&part).for_each(|(s, p)| *s += p);
         }

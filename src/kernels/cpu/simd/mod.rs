@@ -31,7 +31,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use burn::tensor::bf16;
+use burn::tensor::{bf16, f16};
 
 use crate::kernels::BinaryOp;
 
@@ -446,6 +446,85 @@ pub(crate) fn transposed_pairs(src: &[bf16], start: usize, stride: usize, k_rows
         tile_operands::transposed(src, start, stride, k_rows, cols, dst)
     };
     true
+}
+
+/// One row of 32 values of k of an f16 left operand split into three tile rows (see
+/// `tile_pack`'s split layout), `tile` values apart from the start of `dst`: the pairs
+/// `(hi, lo)` of values 0-15, of values 16-31, then the 32 `hi` values; `src`'s values
+/// past its length as zeros. `Some(finite)` (whether every value was finite) on
+/// AVX-512, `None` (nothing written) without it.
+///
+/// # Panics
+/// When `src` holds more than 32 values or `dst` does not hold the three rows.
+pub(crate) fn split_row(src: &[f16], dst: &mut [bf16], tile: usize) -> Option<bool> {
+    assert!(src.len() <= TILE_ROW_VALUES && tile >= TILE_ROW_VALUES && dst.len() >= 2 * tile + TILE_ROW_VALUES, "three tile rows");
+    if !lanes() {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has AVX-512F/BW/VL (`lanes`); the lengths are checked above.
+    return Some(unsafe { tile_operands::split_row(src.as_ptr(), src.len(), dst.as_mut_ptr(), tile) });
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// Three left tiles of a column-major f16 operand in the split layout, transposed as
+/// [`transposed_pairs`] reads them (value `k` of column `r` at `src[start + k * stride +
+/// r]`, values `k >= k_rows` and columns `r >= cols` as zeros), one after the other in
+/// `dst`. `Some(finite)` on AVX-512, `None` (nothing written) without it.
+///
+/// # Panics
+/// When `k_rows > 32`, `cols > 16`, `dst` does not hold three tiles of pairs, or `src`
+/// does not hold the values read.
+pub(crate) fn split_transposed(src: &[f16], start: usize, stride: usize, k_rows: usize, cols: usize, dst: &mut [u32]) -> Option<bool> {
+    assert!(k_rows <= TILE_ROW_VALUES && cols <= TILE_ROWS && dst.len() == 3 * TILE_ROWS * TILE_ROWS, "three tiles");
+    assert!(k_rows == 0 || cols == 0 || start + (k_rows - 1) * stride + cols <= src.len(), "the tiles' values lie in `src`");
+    if !lanes() {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has AVX-512F/BW/VL (`lanes`); the bounds are checked above.
+    return Some(unsafe { tile_operands::split_transposed(src, start, stride, k_rows, cols, dst) });
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// Three right tiles of an f16 operand in the split layout, one after the other in
+/// `dst`: value `k` of column `c` at `src[start + k * k_stride + c * c_stride]`, values
+/// `k >= k_rows` and columns `c >= cols` as zeros; one of the strides must be 1.
+/// `Some(finite)` on AVX-512, `None` (nothing written) without it.
+///
+/// # Panics
+/// When neither stride is 1, `k_rows > 32`, `cols > 16`, `dst` does not hold three tiles
+/// of pairs, or `src` does not hold the values read.
+pub(crate) fn split_right(
+    src: &[f16],
+    start: usize,
+    (k_stride, c_stride): (usize, usize),
+    k_rows: usize,
+    cols: usize,
+    dst: &mut [u32],
+) -> Option<bool> {
+    assert!(k_rows <= TILE_ROW_VALUES && cols <= TILE_ROWS && dst.len() == 3 * TILE_ROWS * TILE_ROWS, "three tiles");
+    assert!(c_stride == 1 || k_stride == 1, "rows or columns in runs");
+    assert!(
+        k_rows == 0 || cols == 0 || start + (k_rows - 1) * k_stride + (cols - 1) * c_stride < src.len(),
+        "the tiles' values lie in `src`"
+    );
+    if !lanes() {
+        return None;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the CPU has AVX-512F/BW/VL (`lanes`); the bounds are checked above, and the
+    // stride of 1 picks the loop that reads runs along it.
+    return Some(unsafe {
+        match c_stride {
+            1 => tile_operands::split_right_rows(src, start, k_stride, k_rows, cols, dst),
+            _ => tile_operands::split_right_columns(src, start, c_stride, k_rows, cols, dst),
+        }
+    });
+    #[cfg(not(target_arch = "x86_64"))]
+    None
 }
 
 #[cfg(target_arch = "x86_64")]
