@@ -70,8 +70,9 @@ pub struct HostKernelCalls {
     pub matmul: u64,
     /// Linear layers' forward products (bias fused).
     pub linear: u64,
-    /// Products (of `matmul` and `linear`) that ran on AMX tiles: bf16, where
-    /// [`host_isa`](crate::kernels::host_isa) is `Amx` and no operand holds a subnormal.
+    /// Products (of `matmul` and `linear`) that ran on AMX tiles, where
+    /// [`host_isa`](crate::kernels::host_isa) is `Amx`: bf16, and f16 split into bf16
+    /// pairs unless an operand holds an infinity or NaN.
     pub tile_products: u64,
     /// Column sums: a linear layer's bias gradient.
     pub sum_to_last: u64,

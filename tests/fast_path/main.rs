@@ -46,8 +46,8 @@ fn tiles_here() -> bool {
     here
 }
 
-/// bf16 products on AMX tiles (where this CPU has them: the properties above take them for
-/// every bf16 case the tiles accept, and this one fails if none did).
+/// bf16 and f16 products on AMX tiles (where this CPU has them: the properties above take
+/// them for every half case the tiles accept, and this one fails if none did).
 #[test]
 fn tile_products_agree_with_flex() {
     if !tiles_here() {
@@ -102,8 +102,8 @@ fn conv2d_agrees_with_flex() {
 }
 
 /// The products and convolutions again where bf16 has AVX512-BF16 but no AMX tiles
-/// (gemmkit's `vdpbf16ps` kernel, and convolutions on Flex's f32 kernels; below that level
-/// bf16 products run on f32 copies, which the next test covers).
+/// (gemmkit's `vdpbf16ps` kernel, its f32 one for f16, and convolutions on Flex's f32
+/// kernels; below that level bf16 products run on f32 copies, which the next test covers).
 #[test]
 fn products_without_tiles_agree_with_flex() {
     kernels_support::rerun_at_level("avx512bf16", &["matmul_agrees_with_flex", "linear_agrees_with_flex", "conv2d_agrees_with_flex"]);

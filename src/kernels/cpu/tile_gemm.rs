@@ -13,8 +13,8 @@
 //! issues AMX instructions, and gemmkit's bf16 product runs on `vdpbf16ps`, whose peak on
 //! this project's CPU is 227 GFLOP/s on 2 cores; one core's tiles compute 3.4 TFLOP/s. The
 //! products are then bound by packing the operands and writing the result, which this
-//! driver does once per operand, in cache. Its f16 products widen to f32 on gemmkit
-//! otherwise (the CPU has no f16 tiles): three bf16 tile products outrun one f32 product.
+//! driver does once per operand, in cache. f16 products ran on gemmkit's f32 FMA before
+//! (the CPU has no f16 tiles): three bf16 tile products outrun one f32 product.
 //!
 //! Layout of the work: the right operand is packed whole, pass by pass
 //! (`TileInput::PASS_TILES` tiles of k); each thread takes a run of 32-row bands. A

@@ -151,7 +151,7 @@ pub(crate) use avx512::Lanes;
 
 /// The instruction set the host kernels use on this CPU ([`host_isa`]): what the CPU
 /// has, capped by `MIXED_HOST_LANES` (`0`: the portable loops; `avx512`: no bf16
-/// instructions; `avx512bf16`: no matrix tiles, bf16 products on gemmkit), decided once
+/// instructions; `avx512bf16`: no matrix tiles, bf16 and f16 products on gemmkit), decided once
 /// per process. Ordered: each level has what the ones before it have. Below
 /// `Avx512Bf16` bf16 products run on f32 copies of their operands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
