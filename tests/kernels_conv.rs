@@ -30,6 +30,11 @@ const W_UNGROUPED: [usize; 4] = [6, 4, 3, 3];
 /// The layouts tested: input, weight, groups.
 const LAYOUTS: [([usize; 4], [usize; 4], usize); 4] = [(X, W, 2), (X_SLICED, W, 2), (X, W_UNGROUPED, 1), (X_SLICED, W_UNGROUPED, 1)];
 
+/// Whether this CPU runs the host kernels' products on AMX tiles.
+fn tiles_here() -> bool {
+    burn_mixed::kernels::host_isa() >= burn_mixed::kernels::HostIsa::Amx
+}
+
 fn options(groups: usize) -> ConvOptions<2> {
     ConvOptions::new([2, 1], [1, 2], [1, 2], groups)
 }
@@ -75,6 +80,12 @@ fn forward_against_f64_and_flex() {
             options(groups),
         );
         assert_eq!(host_kernel_calls().conv2d, 1, "{dtype:?} {xs:?}: the kernel runs");
+        // Both half types run on AMX tiles (f16 split into bf16 pairs) where the CPU has them.
+        assert_eq!(
+            host_kernel_calls().tile_convs,
+            u64::from(groups == 1 && tiles_here()),
+            "{dtype:?} {xs:?} groups {groups}: on the tiles"
+        );
         assert_eq!(fast.dtype(), DType::from(dtype));
         let (want, shape) = reference(&x, &w, &b, &options(groups), xs, ws);
         assert_eq!(fast.dims(), shape);
@@ -90,6 +101,33 @@ fn forward_against_f64_and_flex() {
         let flex_units = rounding_units(&read(flex), &want, dtype).0;
         println!("Flex's own {dtype:?} conv2d {xs:?}: {flex_units:.2} roundings (rms)");
     }
+}
+
+/// An f16 convolution with an infinity in its input: the tiles' split would make `inf * 0`
+/// (NaN) in a cross term, so it runs on the other path and gives the infinity.
+#[test]
+fn f16_infinities_leave_the_tiles_and_stay_infinite() {
+    let device = Default::default();
+    let dtype = FloatDType::F16;
+    let (xs, ws) = (X, W_UNGROUPED);
+    let mut x: Vec<f64> = vec![1.0; xs.iter().product()];
+    x[0] = f64::INFINITY;
+    // Positive quarters: bf16 values (zero low halves), none of them zero.
+    let w: Vec<f64> = (0..ws.iter().product::<usize>()).map(|i| ((i % 5) as f64 + 1.0) / 4.0).collect();
+    reset_host_kernel_calls();
+    let plain = ConvOptions::new([1, 1], [0, 0], [1, 1], 1);
+    let y = conv2d(tensor::<M, 4>(&x, xs, dtype, &device), tensor(&w, ws, dtype, &device), None, plain);
+    let calls = host_kernel_calls();
+    assert_eq!((calls.conv2d, calls.tile_convs), (1, 0), "the fast path, off the tiles");
+    let got = read(y);
+    // Output (0, o, 0, 0) reads input (0, 0, 0, 0) through the kernel's top-left tap; the
+    // last output of each channel does not read it.
+    let [oh, ow] = [xs[2] - 2, xs[3] - 2];
+    for o in 0..ws[0] {
+        assert_eq!(got[o * oh * ow], f64::INFINITY, "output channel {o}");
+        assert!(got[(o + 1) * oh * ow - 1].is_finite(), "output channel {o}, last pixel");
+    }
+    assert!(got.iter().all(|v| !v.is_nan()), "no NaN");
 }
 
 /// The gradients of `sum(conv2d(x, w, b) * g)` for x, w and b, inputs and `g` drawn in
@@ -125,6 +163,7 @@ fn gradients_in_both_layerings() {
         let fast = grads::<Mixed<Autodiff<Flex>>>(dtype, layout);
         let calls = host_kernel_calls();
         assert_eq!((calls.conv2d, calls.conv2d_backward, calls.sum_to_last), (1, 2, 1), "{context}: Mixed<Autodiff<Flex>>");
+        assert_eq!(calls.tile_convs, 3 * u64::from(groups == 1 && tiles_here()), "{context}: on the tiles");
         reset_host_kernel_calls();
         let layered = grads::<Autodiff<Mixed<Flex>>>(dtype, layout);
         let calls = host_kernel_calls();

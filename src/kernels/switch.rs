@@ -89,7 +89,8 @@ pub struct HostKernelCalls {
     /// 2-d convolutions' input and weight gradients.
     pub conv2d_backward: u64,
     /// 2-d convolutions (forward, input or weight gradient) that ran on AMX tiles: bf16,
-    /// groups of 1, where [`host_isa`](crate::kernels::host_isa) is `Amx`.
+    /// and f16 split into bf16 pairs unless an operand holds an infinity or NaN; groups of
+    /// 1, where [`host_isa`](crate::kernels::host_isa) is `Amx`.
     pub tile_convs: u64,
     /// 2-d average poolings' forward and backward.
     pub avg_pool2d: u64,

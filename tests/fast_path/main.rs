@@ -56,7 +56,7 @@ fn tile_products_agree_with_flex() {
     property("tile products", 200, products::matmul(), |c| c.tile_products);
 }
 
-/// bf16 convolutions (forward and both gradients) on AMX tiles, where this CPU has them:
+/// bf16 and f16 convolutions (forward and both gradients) on AMX tiles, where this CPU has them:
 /// fails if no case took them.
 #[test]
 fn tile_convs_agree_with_flex() {

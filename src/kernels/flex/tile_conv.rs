@@ -1,6 +1,6 @@
-//! 2-d convolutions of bf16 Flex tensors on AMX tiles (groups of 1): each sample's input
-//! unfolded (`cpu::unfold`) and multiplied by the weight on the tiles, f32 sums rounded
-//! once. Per sample, with `W` the weight as `[out_channels, channels * kh * kw]` and `U`
+//! 2-d convolutions of bf16 and f16 Flex tensors on AMX tiles (groups of 1): each sample's
+//! input unfolded (`cpu::unfold`) and multiplied by the weight on the tiles (f16 split into
+//! bf16 pairs: `tile_pack`), f32 sums rounded once. Per sample, with `W` the weight as `[out_channels, channels * kh * kw]` and `U`
 //! the unfolded input (`[channels * kh * kw, out_h * out_w]`):
 //! - forward: `y = W U + bias` (rows of `y` are output channels: NCHW as it is stored);
 //! - input gradient: with a stride of 1, the convolution of `dy` with the weight flipped
@@ -10,20 +10,50 @@
 //!
 //! Samples run in parallel; only a thread's own sample is unfolded at a time, so the
 //! unfolded matrices never add more than one sample's per thread to the step's memory.
+//!
+//! An f16 convolution whose operands hold an infinity or NaN (which the split does not
+//! multiply exactly) is declined after the fact: the caller runs it on its other path.
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{DType, Shape, bf16};
+use burn::tensor::{DType, Shape, bf16, f16};
 use rayon::prelude::*;
 
 use crate::kernels::count;
 use crate::kernels::cpu::gemm::View;
 use crate::kernels::cpu::scratch::{self, with_scratch};
-use crate::kernels::cpu::tile_gemm::{self, Bias};
+use crate::kernels::cpu::tile_gemm::{self, Bias, TileOutput};
+use crate::kernels::cpu::tile_pack::TileInput;
 use crate::kernels::cpu::unfold::{self, Conv2dGeometry};
-use crate::kernels::cpu::{self, Out, convert};
+use crate::kernels::cpu::{self, Half, Out, convert};
+
+/// An element type the convolutions on tiles take: bf16, and f16 (split).
+trait TileHalf: TileInput + TileOutput + Half {}
+
+impl<T: TileInput + TileOutput + Half> TileHalf for T {}
+
+/// Whether every product of a convolution multiplied finite values: cleared by the first
+/// that did not (an f16 operand with an infinity or NaN).
+struct Finite(AtomicBool);
+
+impl Finite {
+    fn new() -> Self {
+        Self(AtomicBool::new(true))
+    }
+
+    fn record(&self, finite: bool) {
+        if !finite {
+            self.0.store(false, Ordering::Relaxed);
+        }
+    }
+
+    fn all(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
 
 /// A convolution the tiles take: its batch, output channels and per-sample geometry.
 struct Conv {
@@ -34,13 +64,14 @@ struct Conv {
 
 impl Conv {
     /// `None` unless the tiles are here, `x` (`[batch, channels, h, w]`) and `weight`
-    /// (`[out_channels, channels, kh, kw]`) are bf16 with matching channels, the groups
-    /// are 1 and nothing is empty (a kernel of size 0 included: Flex has its say there).
-    fn of(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Option<Self> {
+    /// (`[out_channels, channels, kh, kw]`) are of `dtype` (bf16 or f16) with matching
+    /// channels, the groups are 1 and nothing is empty (a kernel of size 0 included: Flex
+    /// has its say there).
+    fn of(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>, dtype: DType) -> Option<Self> {
         let (xs, ws) = (x.layout().shape(), weight.layout().shape());
         let takes = tile_gemm::available()
-            && x.dtype() == DType::BF16
-            && weight.dtype() == DType::BF16
+            && x.dtype() == dtype
+            && weight.dtype() == dtype
             && xs.num_dims() == 4
             && ws.num_dims() == 4
             && options.groups == 1
@@ -62,11 +93,11 @@ impl Conv {
         (conv.batch * conv.out_channels * geometry.rows() * geometry.cols() > 0).then_some(conv)
     }
 
-    /// [`Conv::of`], for a gradient `grad` of the output: bf16, of the output's shape.
-    fn of_grad(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<2>) -> Option<Self> {
-        let conv = Self::of(x, weight, options)?;
+    /// [`Conv::of`], for a gradient `grad` of the output: of `dtype`, of the output's shape.
+    fn of_grad(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<2>, dtype: DType) -> Option<Self> {
+        let conv = Self::of(x, weight, options, dtype)?;
         let [out_h, out_w] = conv.geometry.output();
-        let fits = grad.dtype() == DType::BF16 && grad.layout().shape().as_slice() == [conv.batch, conv.out_channels, out_h, out_w];
+        let fits = grad.dtype() == dtype && grad.layout().shape().as_slice() == [conv.batch, conv.out_channels, out_h, out_w];
         fits.then_some(conv)
     }
 
@@ -82,22 +113,23 @@ impl Conv {
         View { offset: b * self.out_channels * cols, rows: self.out_channels, cols, rs: cols as isize, cs: 1 }
     }
 
-    /// Sample `b` of `x` (contiguous), unfolded into `buf`, and its view there.
-    fn unfold_into<'a>(&self, x: &[bf16], b: usize, buf: &'a mut Vec<bf16>) -> (&'a [bf16], View) {
+    /// Sample `b` of `x` (contiguous), unfolded into `buf` (16-bit values of either half
+    /// type), and its view there.
+    fn unfold_into<'a, T: TileHalf>(&self, x: &[T], b: usize, buf: &'a mut Vec<bf16>) -> (&'a [T], View) {
         let g = &self.geometry;
-        let cols = scratch::prefix(buf, g.rows() * g.cols(), bf16::ZERO);
+        let cols: &mut [T] = bytemuck::cast_slice_mut(scratch::prefix(buf, g.rows() * g.cols(), bf16::ZERO));
         unfold::unfold(&x[b * g.input_len()..][..g.input_len()], g, cols);
         (cols, View { offset: 0, rows: g.rows(), cols: g.cols(), rs: g.cols() as isize, cs: 1 })
     }
 
     /// `W U + bias` for every sample of `x` (contiguous), written in `out` (NCHW), samples
     /// across threads.
-    fn forward(&self, x: &[bf16], weight: &[bf16], bias: Bias<'_>, out: &mut Out<'_, bf16>) {
+    fn forward<T: TileHalf>(&self, x: &[T], weight: &[T], bias: Bias<'_>, out: &mut Out<'_, T>, finite: &Finite) {
         let sample = self.out_channels * self.geometry.cols();
         out.par_blocks(sample, |start, out| {
             with_scratch(&UNFOLDED, |buf| {
                 let (cols, u) = self.unfold_into(x, start / sample, buf);
-                tile_gemm::product(weight, self.weight(), cols, u, bias, out, false);
+                finite.record(tile_gemm::product(weight, self.weight(), cols, u, bias, out, false));
             })
         });
     }
@@ -119,7 +151,7 @@ impl Conv {
 
     /// The weight (`[out_channels, channels, kh, kw]`) as `[channels, out_channels, kh, kw]`,
     /// each tap at the opposite corner.
-    fn flipped(&self, w: &[bf16]) -> Vec<bf16> {
+    fn flipped<T: Copy>(&self, w: &[T]) -> Vec<T> {
         let ([kh, kw], channels) = (self.geometry.kernel, self.geometry.channels);
         let tap = |c: usize, o: usize, i: usize, j: usize| w[((o * channels + c) * kh + kh - 1 - i) * kw + kw - 1 - j];
         (0..channels)
@@ -137,55 +169,19 @@ thread_local! {
 }
 
 pub(super) fn conv2d(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>, options: &ConvOptions<2>) -> Option<FlexTensor> {
-    let conv = Conv::of(x, weight, options)?;
-    if bias.is_some_and(|b| b.dtype() != DType::BF16 || b.layout().shape().num_elements() != conv.out_channels) {
-        return None;
+    match x.dtype() {
+        DType::BF16 => conv2d_of::<bf16>(x, weight, bias, options),
+        DType::F16 => conv2d_of::<f16>(x, weight, bias, options),
+        _ => None,
     }
-    let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
-    let bias: Option<Vec<f32>> =
-        bias.map(|b| cpu::filled(conv.out_channels, |out| convert::widen(b.to_contiguous().storage::<bf16>(), out)));
-    let [out_h, out_w] = conv.geometry.output();
-    let shape = Shape::new([conv.batch, conv.out_channels, out_h, out_w]);
-    let bias = bias.as_deref().map_or(Bias::None, Bias::Rows);
-    let out = super::filled_shape::<bf16>(shape, DType::BF16, |out| conv.forward(x.storage(), weight.storage(), bias, out));
-    count(|c| &mut c.conv2d);
-    count(|c| &mut c.tile_convs);
-    Some(out)
 }
 
 pub(super) fn conv2d_x_backward(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<2>) -> Option<FlexTensor> {
-    let conv = Conv::of_grad(x, weight, grad, options)?;
-    let (weight, grad) = (weight.to_contiguous(), grad.to_contiguous());
-    let (w_values, g_values) = (weight.storage::<bf16>(), grad.storage::<bf16>());
-    if let Some(transposed) = conv.transposed() {
-        let flipped = conv.flipped(w_values);
-        let out = super::filled::<bf16>(x, DType::BF16, |out| transposed.forward(g_values, &flipped, Bias::None, out));
-        count(|c| &mut c.conv2d_backward);
-        count(|c| &mut c.tile_convs);
-        return Some(out);
+    match x.dtype() {
+        DType::BF16 => conv2d_x_backward_of::<bf16>(x, weight, grad, options),
+        DType::F16 => conv2d_x_backward_of::<f16>(x, weight, grad, options),
+        _ => None,
     }
-    let g = conv.geometry;
-    // W^T: the row-major weight read as `[rows, out_channels]`.
-    let w_t = View { offset: 0, rows: g.rows(), cols: conv.out_channels, rs: 1, cs: g.rows() as isize };
-    let out = super::filled::<bf16>(x, DType::BF16, |out| {
-        out.par_blocks(g.input_len(), |start, out| {
-            let b = start / g.input_len();
-            with_scratch(&UNFOLDED_GRAD, |d_cols| {
-                with_scratch(&INPUT_GRAD, |dx| {
-                    let d_cols = scratch::prefix(d_cols, g.rows() * g.cols(), 0.0);
-                    let mut d = Out::over(&mut *d_cols);
-                    tile_gemm::product(w_values, w_t, g_values, conv.output_of(b), Bias::None, &mut d, false);
-                    assert!(d.is_full(), "the product wrote the unfolded gradient");
-                    let dx = scratch::prefix(dx, g.input_len(), 0.0);
-                    unfold::fold(d_cols, &g, dx);
-                    convert::narrow(dx, out);
-                })
-            })
-        })
-    });
-    count(|c| &mut c.conv2d_backward);
-    count(|c| &mut c.tile_convs);
-    Some(out)
 }
 
 pub(super) fn conv2d_weight_backward(
@@ -194,9 +190,93 @@ pub(super) fn conv2d_weight_backward(
     grad: &FlexTensor,
     options: &ConvOptions<2>,
 ) -> Option<FlexTensor> {
-    let conv = Conv::of_grad(x, weight, grad, options)?;
+    match x.dtype() {
+        DType::BF16 => conv2d_weight_backward_of::<bf16>(x, weight, grad, options),
+        DType::F16 => conv2d_weight_backward_of::<f16>(x, weight, grad, options),
+        _ => None,
+    }
+}
+
+fn conv2d_of<T: TileHalf>(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>, options: &ConvOptions<2>) -> Option<FlexTensor> {
+    let dtype = T::dtype();
+    let conv = Conv::of(x, weight, options, dtype)?;
+    if bias.is_some_and(|b| b.dtype() != dtype || b.layout().shape().num_elements() != conv.out_channels) {
+        return None;
+    }
+    let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+    let bias: Option<Vec<f32>> = bias.map(|b| cpu::filled(conv.out_channels, |out| convert::widen(b.to_contiguous().storage::<T>(), out)));
+    let [out_h, out_w] = conv.geometry.output();
+    let shape = Shape::new([conv.batch, conv.out_channels, out_h, out_w]);
+    let bias = bias.as_deref().map_or(Bias::None, Bias::Rows);
+    let finite = Finite::new();
+    let out = super::filled_shape::<T>(shape, dtype, |out| conv.forward(x.storage(), weight.storage(), bias, out, &finite));
+    if !finite.all() {
+        return None;
+    }
+    count(|c| &mut c.conv2d);
+    count(|c| &mut c.tile_convs);
+    Some(out)
+}
+
+fn conv2d_x_backward_of<T: TileHalf>(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    grad: &FlexTensor,
+    options: &ConvOptions<2>,
+) -> Option<FlexTensor> {
+    let dtype = T::dtype();
+    let conv = Conv::of_grad(x, weight, grad, options, dtype)?;
+    let (weight, grad) = (weight.to_contiguous(), grad.to_contiguous());
+    let (w_values, g_values) = (weight.storage::<T>(), grad.storage::<T>());
+    let finite = Finite::new();
+    if let Some(transposed) = conv.transposed() {
+        let flipped = conv.flipped(w_values);
+        let out = super::filled::<T>(x, dtype, |out| transposed.forward(g_values, &flipped, Bias::None, out, &finite));
+        if !finite.all() {
+            return None;
+        }
+        count(|c| &mut c.conv2d_backward);
+        count(|c| &mut c.tile_convs);
+        return Some(out);
+    }
+    let g = conv.geometry;
+    // W^T: the row-major weight read as `[rows, out_channels]`.
+    let w_t = View { offset: 0, rows: g.rows(), cols: conv.out_channels, rs: 1, cs: g.rows() as isize };
+    let out = super::filled::<T>(x, dtype, |out| {
+        out.par_blocks(g.input_len(), |start, out| {
+            let b = start / g.input_len();
+            with_scratch(&UNFOLDED_GRAD, |d_cols| {
+                with_scratch(&INPUT_GRAD, |dx| {
+                    let d_cols = scratch::prefix(d_cols, g.rows() * g.cols(), 0.0);
+                    let mut d = Out::over(&mut *d_cols);
+                    finite.record(tile_gemm::product(w_values, w_t, g_values, conv.output_of(b), Bias::None, &mut d, false));
+                    assert!(d.is_full(), "the product wrote the unfolded gradient");
+                    let dx = scratch::prefix(dx, g.input_len(), 0.0);
+                    unfold::fold(d_cols, &g, dx);
+                    convert::narrow(dx, out);
+                })
+            })
+        })
+    });
+    if !finite.all() {
+        return None;
+    }
+    count(|c| &mut c.conv2d_backward);
+    count(|c| &mut c.tile_convs);
+    Some(out)
+}
+
+fn conv2d_weight_backward_of<T: TileHalf>(
+    x: &FlexTensor,
+    weight: &FlexTensor,
+    grad: &FlexTensor,
+    options: &ConvOptions<2>,
+) -> Option<FlexTensor> {
+    let dtype = T::dtype();
+    let conv = Conv::of_grad(x, weight, grad, options, dtype)?;
     let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
-    let (x_values, g_values) = (x.storage::<bf16>(), grad.storage::<bf16>());
+    let (x_values, g_values) = (x.storage::<T>(), grad.storage::<T>());
+    let finite = Finite::new();
     let (rows, oc) = (conv.geometry.rows(), conv.out_channels);
     // dW^T = sum over samples of U dy^T, in f32: each thread sums a fixed run of samples in
     // order, and the runs are added in order, so the result does not depend on scheduling.
@@ -210,9 +290,7 @@ pub(super) fn conv2d_weight_backward(
             let dy_t = View { offset: o.offset, rows: o.cols, cols: o.rows, rs: 1, cs: o.rs };
             let part = with_scratch(&UNFOLDED, |buf| {
                 let (cols, u) = conv.unfold_into(x_values, b, buf);
-                cpu::filled::<f32>(rows * oc, |d| {
-                    tile_gemm::product(cols, u, g_values, dy_t, Bias::None, d, false);
-                })
+                cpu::filled::<f32>(rows * oc, |d| finite.record(tile_gemm::product(cols, u, g_values, dy_t, Bias::None, d, false)))
             });
             sum.iter_mut().zip(&part).for_each(|(s, p)| *s += p);
         }
@@ -228,7 +306,10 @@ pub(super) fn conv2d_weight_backward(
         .expect("a non-empty batch");
     // `[rows, out_channels]` to the weight's `[out_channels, rows]`, rounded once.
     let transposed: Vec<f32> = (0..oc).flat_map(|o| (0..rows).map(move |r| (o, r))).map(|(o, r)| sums[r * oc + o]).collect();
-    let out = super::filled::<bf16>(weight, DType::BF16, |out| convert::narrow(&transposed, out));
+    if !finite.all() {
+        return None;
+    }
+    let out = super::filled::<T>(weight, dtype, |out| convert::narrow(&transposed, out));
     count(|c| &mut c.conv2d_backward);
     count(|c| &mut c.tile_convs);
     Some(out)
