@@ -13,8 +13,8 @@
 //! issues AMX instructions, and gemmkit's bf16 product runs on `vdpbf16ps`, whose peak on
 //! this project's CPU is 227 GFLOP/s on 2 cores; one core's tiles compute 3.4 TFLOP/s. The
 //! products are then bound by packing the operands and writing the result, which this
-//! driver does once per operand, in cache. f16 products ran on gemmkit's f32 FMA before
-//! (the CPU has no f16 tiles): three bf16 tile products outrun one f32 product.
+//! driver does once per operand, in cache. For f16 (the CPU has no f16 tiles) the
+//! alternative is gemmkit's f32 FMA, which three bf16 tile products outrun 2.5-4x.
 //!
 //! Layout of the work: the right operand is packed whole, pass by pass
 //! (`TileInput::PASS_TILES` tiles of k); each thread takes a run of 32-row bands. A
@@ -22,14 +22,13 @@
 //! a group of bands.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::{bf16, f16};
 
 use super::gemm::{SPLIT_EACH_FROM, View};
 use super::scratch::with_scratch;
 use super::simd::{self, BAND_ROWS, LeftTiles, TILE_ROW_VALUES, TILE_ROWS, TILE_VALUES};
-use super::tile_pack::{PARALLEL_PACK_FROM, TileInput, aligned, panel_count};
+use super::tile_pack::{Finite, PARALLEL_PACK_FROM, TileInput, aligned, panel_count};
 use super::{Half, Out};
 
 thread_local! {
@@ -130,13 +129,11 @@ pub(crate) fn gemm<T: TileInput + TileOutput + Half>(
         wide
     });
     let bias = bias.as_deref().map_or(Bias::None, Bias::Columns);
-    let finite = AtomicBool::new(true);
+    let finite = Finite::new();
     let one = |(lhs_off, rhs_off): (usize, usize), out: &mut Out<'_, T>, parallel: bool| {
         let lhs = View { offset: lhs.offset + lhs_off, ..lhs };
         let rhs = View { offset: rhs.offset + rhs_off, ..rhs };
-        if !product(lhs_data, lhs, rhs_data, rhs, bias, out, parallel) {
-            finite.store(false, Ordering::Relaxed);
-        }
+        finite.record(product(lhs_data, lhs, rhs_data, rhs, bias, out, parallel));
     };
     let matrix = lhs.rows * rhs.cols;
     if offsets.len() > 1 && matrix * lhs.cols < SPLIT_EACH_FROM {
@@ -144,7 +141,7 @@ pub(crate) fn gemm<T: TileInput + TileOutput + Half>(
     } else {
         offsets.iter().for_each(|&offset| out.fill_next(matrix, |out| one(offset, out, true)));
     }
-    finite.into_inner()
+    finite.all()
 }
 
 /// One product `lhs rhs + bias` on AMX tiles, written next in `out` (row-major), across
@@ -170,11 +167,12 @@ pub(crate) fn product<S: TileInput, E: TileOutput>(
     }
     let (ls, rs) = (strides(&lhs).expect("`accepts` checked"), strides(&rhs).expect("`accepts` checked"));
     let kb = S::TILES_PER_K_TILE * k.div_ceil(TILE_ROW_VALUES);
-    let finite = AtomicBool::new(true);
+    let finite = Finite::new();
     with_scratch(&PANELS, |panel_storage| {
         // Waking the other threads costs more than packing a small operand on this one.
         let parallel_pack = parallel && k * n >= PARALLEL_PACK_FROM;
         let (panels, right_finite) = S::pack_panels(rhs_data, &rhs, rs, kb, parallel_pack, panel_storage);
+        finite.record(right_finite);
         let panel_count = panel_count(n);
         let pass_len = panel_count * S::PASS_TILES * TILE_VALUES;
         let ldc = panel_count * TILE_ROWS;
@@ -211,10 +209,8 @@ pub(crate) fn product<S: TileInput, E: TileOutput>(
                             let tiles = right.len() / (TILE_VALUES * panel_count);
                             let t0 = pass * S::PASS_TILES;
                             let band_tiles = 2 * tiles * TILE_VALUES;
-                            if read_in_place.is_none()
-                                && !S::pack_bands(lhs_data, &lhs, ls, row0, t0, tiles, &mut packed[..group * band_tiles])
-                            {
-                                finite.store(false, Ordering::Relaxed);
+                            if read_in_place.is_none() {
+                                finite.record(S::pack_bands(lhs_data, &lhs, ls, row0, t0, tiles, &mut packed[..group * band_tiles]));
                             }
                             for (g, c) in c.chunks_exact_mut(BAND_ROWS * ldc).take(group).enumerate() {
                                 let (a, left) = if let Some(lhs_data) = read_in_place {
@@ -247,7 +243,7 @@ pub(crate) fn product<S: TileInput, E: TileOutput>(
         } else {
             run(0, out);
         }
-        right_finite && finite.into_inner()
+        finite.all()
     })
 }
 

@@ -28,6 +28,28 @@ use rayon::prelude::*;
 use super::gemm::View;
 use super::simd::{self, TILE_ROW_VALUES, TILE_ROWS, TILE_VALUES};
 
+/// Whether every operand value a product (or a call of several) packed was finite: cleared
+/// by the first that was not (an f16 infinity or NaN, which the split layout does not
+/// multiply exactly), from any thread.
+pub(crate) struct Finite(AtomicBool);
+
+impl Finite {
+    pub(crate) fn new() -> Self {
+        Self(AtomicBool::new(true))
+    }
+
+    /// Records one product's (or packing's) answer.
+    pub(crate) fn record(&self, finite: bool) {
+        if !finite {
+            self.0.store(false, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn all(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// An operand element type the tiles multiply, and how it is packed.
 pub(crate) trait TileInput: Copy + Send + Sync + 'static {
     /// Tiles of k the product runs for each 32 values of the operands' k.
@@ -333,7 +355,7 @@ fn pack_split_panels<'a>(
     let pass_tiles = <f16 as TileInput>::PASS_TILES;
     let panels = panel_count(n);
     let packed = aligned(storage, panels * kb * TILE_VALUES);
-    let finite = AtomicBool::new(true);
+    let finite = Finite::new();
     let pack = |(q, s0, dst): (usize, usize, &mut [bf16])| {
         let cols = n.saturating_sub(q * TILE_ROWS).min(TILE_ROWS);
         let pairs: &mut [u32] = bytemuck::cast_slice_mut(dst);
@@ -359,9 +381,7 @@ fn pack_split_panels<'a>(
                 }
             };
             // The tiles come with AVX-512 (a higher `HostIsa`).
-            if !split.expect("AVX-512 with the tiles") {
-                finite.store(false, Ordering::Relaxed);
-            }
+            finite.record(split.expect("AVX-512 with the tiles"));
         }
     };
     let units = packed.chunks_mut(panels * pass_tiles * TILE_VALUES).enumerate().flat_map(|(pass, region)| {
@@ -373,5 +393,5 @@ fn pack_split_panels<'a>(
     } else {
         units.for_each(pack);
     }
-    (packed, finite.into_inner())
+    (packed, finite.all())
 }

@@ -15,7 +15,6 @@
 //! multiply exactly) is declined after the fact: the caller runs it on its other path.
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::backend::flex::FlexTensor;
 use burn::tensor::ops::ConvOptions;
@@ -26,7 +25,7 @@ use crate::kernels::count;
 use crate::kernels::cpu::gemm::View;
 use crate::kernels::cpu::scratch::{self, with_scratch};
 use crate::kernels::cpu::tile_gemm::{self, Bias, TileOutput};
-use crate::kernels::cpu::tile_pack::TileInput;
+use crate::kernels::cpu::tile_pack::{Finite, TileInput};
 use crate::kernels::cpu::unfold::{self, Conv2dGeometry};
 use crate::kernels::cpu::{self, Half, Out, convert};
 
@@ -34,26 +33,6 @@ use crate::kernels::cpu::{self, Half, Out, convert};
 trait TileHalf: TileInput + TileOutput + Half {}
 
 impl<T: TileInput + TileOutput + Half> TileHalf for T {}
-
-/// Whether every product of a convolution multiplied finite values: cleared by the first
-/// that did not (an f16 operand with an infinity or NaN).
-struct Finite(AtomicBool);
-
-impl Finite {
-    fn new() -> Self {
-        Self(AtomicBool::new(true))
-    }
-
-    fn record(&self, finite: bool) {
-        if !finite {
-            self.0.store(false, Ordering::Relaxed);
-        }
-    }
-
-    fn all(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
-    }
-}
 
 /// A convolution the tiles take: its batch, output channels and per-sample geometry.
 struct Conv {
@@ -168,20 +147,23 @@ thread_local! {
     static INPUT_GRAD: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
+/// `$run::<bf16>(..)` or `$run::<f16>(..)` as `$dtype` says; `None` for any other dtype.
+macro_rules! for_half {
+    ($dtype:expr, $run:ident($($arg:expr),*)) => {
+        match $dtype {
+            DType::BF16 => $run::<bf16>($($arg),*),
+            DType::F16 => $run::<f16>($($arg),*),
+            _ => None,
+        }
+    };
+}
+
 pub(super) fn conv2d(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>, options: &ConvOptions<2>) -> Option<FlexTensor> {
-    match x.dtype() {
-        DType::BF16 => conv2d_of::<bf16>(x, weight, bias, options),
-        DType::F16 => conv2d_of::<f16>(x, weight, bias, options),
-        _ => None,
-    }
+    for_half!(x.dtype(), conv2d_of(x, weight, bias, options))
 }
 
 pub(super) fn conv2d_x_backward(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<2>) -> Option<FlexTensor> {
-    match x.dtype() {
-        DType::BF16 => conv2d_x_backward_of::<bf16>(x, weight, grad, options),
-        DType::F16 => conv2d_x_backward_of::<f16>(x, weight, grad, options),
-        _ => None,
-    }
+    for_half!(x.dtype(), conv2d_x_backward_of(x, weight, grad, options))
 }
 
 pub(super) fn conv2d_weight_backward(
@@ -190,11 +172,7 @@ pub(super) fn conv2d_weight_backward(
     grad: &FlexTensor,
     options: &ConvOptions<2>,
 ) -> Option<FlexTensor> {
-    match x.dtype() {
-        DType::BF16 => conv2d_weight_backward_of::<bf16>(x, weight, grad, options),
-        DType::F16 => conv2d_weight_backward_of::<f16>(x, weight, grad, options),
-        _ => None,
-    }
+    for_half!(x.dtype(), conv2d_weight_backward_of(x, weight, grad, options))
 }
 
 fn conv2d_of<T: TileHalf>(x: &FlexTensor, weight: &FlexTensor, bias: Option<&FlexTensor>, options: &ConvOptions<2>) -> Option<FlexTensor> {
